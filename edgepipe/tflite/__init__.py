@@ -1,0 +1,1 @@
+"""Reading and checking ``.tflite`` flatbuffers without TensorFlow."""
