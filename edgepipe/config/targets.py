@@ -9,6 +9,7 @@ at a time); cycles are refused with the chain that forms them.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from edgepipe.config.schema import TargetProfile
-from edgepipe.config.yaml_io import YamlDoc, load_yaml
+from edgepipe.config.yaml_io import YamlDoc, load_yaml, validation_error
 from edgepipe.errors import ConfigError, UnknownNameError
 from edgepipe.resources import builtin_dir
 
@@ -78,7 +79,7 @@ class TargetRegistry:
         try:
             profile = TargetProfile.model_validate(merged)
         except ValidationError as exc:
-            raise _config_error(exc, docs) from None
+            raise validation_error(exc, docs, "docs/target-profiles.md") from None
         chain = tuple(d.path.stem for d in docs)
         return ResolvedTarget(profile, doc.path, origin, chain)
 
@@ -106,7 +107,7 @@ def _deep_merge(dst: dict, src: dict, origin: dict, who: str, prefix: str = "") 
         if isinstance(value, dict) and isinstance(dst.get(key), dict):
             _deep_merge(dst[key], value, origin, who, dotted + ".")
         else:
-            dst[key] = _copy(value)
+            dst[key] = copy.deepcopy(value)
             origin[dotted] = who
             if isinstance(value, dict):
                 for sub in _leaf_keys(value, dotted + "."):
@@ -118,36 +119,3 @@ def _leaf_keys(d: dict, prefix: str) -> list[str]:
     for k, v in d.items():
         out += _leaf_keys(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
     return out
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
-
-
-def _config_error(exc: ValidationError, docs: list[YamlDoc]) -> ConfigError:
-    """Turn pydantic's first error into 'file, line L, column C (key): problem'."""
-    err = exc.errors()[0]
-    loc = tuple(err["loc"])
-    doc = next((d for d in docs if _has_path(d.data, loc)), docs[0])
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = f"unknown key {loc[-1]!r}; see docs/target-profiles.md for the schema"
-    elif "input" in err and err["type"] not in ("value_error",) and "found" not in msg:
-        msg += f", found {err['input']!r}"
-    more = len(exc.errors()) - 1
-    if more:
-        msg += f" (and {more} more problem{'s' if more > 1 else ''})"
-    return ConfigError(doc.where(loc), msg)
-
-
-def _has_path(data: Any, loc: tuple) -> bool:
-    for key in loc:
-        if isinstance(data, dict) and key in data:
-            data = data[key]
-        else:
-            return False
-    return True

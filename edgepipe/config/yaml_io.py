@@ -63,3 +63,32 @@ def load_yaml(path: str | Path) -> YamlDoc:
     if not isinstance(data, dict):
         raise ConfigError(str(path), f"expected a mapping of keys at the top, found {type(data).__name__}")
     return YamlDoc(path, data, root)
+
+
+def validation_error(exc: Any, docs: list[YamlDoc], schema_doc: str) -> ConfigError:
+    """Turn pydantic's first error into 'file, line L, column C (key): problem'.
+
+    ``docs`` are the files the data was merged from; the error is located in
+    the first one that holds the offending key.
+    """
+    err = exc.errors()[0]
+    loc = tuple(err["loc"])
+    doc = next((d for d in docs if _has_path(d.data, loc)), docs[0])
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = f"unknown key {loc[-1]!r}; see {schema_doc} for the schema"
+    elif "input" in err and err["type"] != "value_error" and "found" not in msg:
+        msg += f", found {err['input']!r}"
+    more = len(exc.errors()) - 1
+    if more:
+        msg += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return ConfigError(doc.where(loc), msg)
+
+
+def _has_path(data: Any, loc: tuple) -> bool:
+    for key in loc:
+        if isinstance(data, dict) and key in data:
+            data = data[key]
+        else:
+            return False
+    return True

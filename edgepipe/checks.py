@@ -1,0 +1,54 @@
+"""One result type for every check a build or verify runs.
+
+A check is held to a budget from the target profile or config; it passes,
+fails, or is skipped (no budget set, or nothing to measure). Its ``detail``
+is the sentence a user reads when it fails: what was measured, the budget,
+and which op or layer is to blame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+Status = Literal["pass", "fail", "skip"]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    measured: float | int | str | None = None
+    budget: float | int | str | None = None
+    unit: str = ""
+    detail: str = ""
+    source: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.status != "fail"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def budget_check(name: str, measured: float, budget: float | None, unit: str,
+                 source: str | None = None, what: str = "") -> Check:
+    """measured <= budget, or skipped when the profile sets no budget."""
+    if budget is None:
+        return Check(name, "skip", measured, None, unit, f"no {name} budget in the target profile", source)
+    ok = measured <= budget
+    pct = 100.0 * measured / budget if budget else float("inf")
+    verdict = "within" if ok else "OVER"
+    detail = f"{what or name} {_fmt(measured, unit)} is {verdict} the budget {_fmt(budget, unit)} ({pct:.0f}%)"
+    return Check(name, "pass" if ok else "fail", measured, budget, unit, detail, source)
+
+
+def _fmt(value: float, unit: str) -> str:
+    from edgepipe.units import format_size, format_time
+
+    if unit == "bytes":
+        return format_size(value)
+    if unit == "s":
+        return format_time(value)
+    return f"{value:g} {unit}".strip()

@@ -1,0 +1,161 @@
+"""Load datasets from the places build scripts keep them.
+
+A *source spec* is one of:
+
+- ``"data.npz"`` — arrays ``x`` (and ``y``) inside; ``{path, x: key, y: key}`` picks other keys;
+- ``"x.npy"`` — one array (labels from a second ``y:`` path);
+- ``"images/"`` — a folder with one sub-folder per class (sorted names = class ids);
+- ``"package.module:function"`` — a callable returning ``x`` or ``(x, y)``.
+
+Arrays from ``.npy`` are memory-mapped, so a large eval set is not read
+until it is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgepipe.errors import ConfigError, InputError
+
+_IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+_CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Inputs, optional labels, and where they came from (for messages and hashes)."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    where: str
+    files: tuple[Path, ...] = ()
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A parsed source: exactly one of ``path`` or ``callable`` is set."""
+
+    path: Path | None = None
+    x_key: str = "x"
+    y_key: str | None = "y"
+    y_path: Path | None = None
+    callable: str | None = None
+
+    @classmethod
+    def parse(cls, spec: Any, base: Path, where: str) -> "SourceSpec":
+        """From a config value; relative paths are relative to ``base``."""
+        if isinstance(spec, (str, Path)):
+            spec = {"path": str(spec)}
+        if not isinstance(spec, dict):
+            raise ConfigError(where, f"expected a path, 'module:function' or a mapping, found {spec!r}")
+        unknown = set(spec) - {"path", "x", "y", "y_path", "callable"}
+        if unknown:
+            raise ConfigError(where, f"unknown key(s) {sorted(unknown)}; allowed: path, x, y, y_path, callable")
+        text = spec.get("callable") or spec.get("path")
+        if not text:
+            raise ConfigError(where, "a data source needs 'path' or 'callable'")
+        y_path = Path(base, spec["y_path"]) if spec.get("y_path") else None
+        is_callable = "callable" in spec or (_CALLABLE.match(str(text)) and not Path(base, text).exists())
+        if is_callable:
+            return cls(callable=str(text), x_key=spec.get("x", "x"), y_key=spec.get("y", "y"))
+        return cls(path=Path(base, text), x_key=spec.get("x", "x"), y_key=spec.get("y", "y"), y_path=y_path)
+
+
+def load_dataset(spec: SourceSpec, need_labels: bool = False) -> Dataset:
+    """Load a dataset; a missing file or key names what exists instead."""
+    if spec.callable:
+        ds = _from_callable(spec.callable)
+    elif spec.path is None or not spec.path.exists():
+        raise InputError(str(spec.path), "a data file or folder", "no such file")
+    elif spec.path.is_dir():
+        ds = _from_image_folder(spec.path)
+    elif spec.path.suffix == ".npz":
+        ds = _from_npz(spec)
+    elif spec.path.suffix == ".npy":
+        ds = _from_npy(spec)
+    else:
+        raise InputError(str(spec.path), "a .npz, .npy, image folder or module:function",
+                         f"a {spec.path.suffix or 'suffix-less'} file")
+    if need_labels and ds.y is None:
+        raise InputError(ds.where, "labels (a 'y' array) for evaluation", "inputs only",
+                         "add labels to the file or name them with 'y:'")
+    return ds
+
+
+def _from_npz(spec: SourceSpec) -> Dataset:
+    try:
+        arrays = np.load(spec.path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - any failure means an unreadable file
+        raise InputError(str(spec.path), "a readable .npz archive", f"{type(exc).__name__}: {exc}") from None
+    keys = list(arrays.keys())
+    if spec.x_key not in keys:
+        raise InputError(f"{spec.path}", f"an array named {spec.x_key!r}", f"arrays {keys}",
+                         "name the inputs with 'x:' in the data source")
+    y = None
+    if spec.y_path is not None:
+        y = _npy(spec.y_path)
+    elif spec.y_key and spec.y_key in keys:
+        y = arrays[spec.y_key]
+    return Dataset(arrays[spec.x_key], y, f"{spec.path}[{spec.x_key}]", (spec.path,))
+
+
+def _from_npy(spec: SourceSpec) -> Dataset:
+    y = _npy(spec.y_path) if spec.y_path else None
+    files = (spec.path,) + ((spec.y_path,) if spec.y_path else ())
+    return Dataset(_npy(spec.path), y, str(spec.path), files)
+
+
+def _npy(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise InputError(str(path), "a .npy file", "no such file")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(str(path), "a readable .npy array", f"{type(exc).__name__}: {exc}") from None
+
+
+def _from_image_folder(root: Path) -> Dataset:
+    """Folder/<class>/<image>; class ids follow the sorted sub-folder names."""
+    from PIL import Image
+
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    if not classes:
+        raise InputError(str(root), "one sub-folder per class with images inside", "no sub-folders")
+    xs, ys, size = [], [], None
+    for label, name in enumerate(classes):
+        for f in sorted((root / name).iterdir()):
+            if f.suffix.lower() not in _IMAGE_EXT:
+                continue
+            img = np.asarray(Image.open(f))
+            if size is None:
+                size = img.shape
+            if img.shape != size:
+                raise InputError(str(f), f"an image of shape {size} like the others", f"shape {img.shape}")
+            xs.append(img if img.ndim == 3 else img[..., None])
+            ys.append(label)
+    if not xs:
+        raise InputError(str(root), f"images ({', '.join(sorted(_IMAGE_EXT))})", "none")
+    return Dataset(np.stack(xs), np.asarray(ys, np.int64), str(root), (root,))
+
+
+def _from_callable(target: str) -> Dataset:
+    module_name, func_name = target.split(":")
+    try:
+        func = getattr(importlib.import_module(module_name), func_name)
+    except (ImportError, AttributeError) as exc:
+        raise InputError(target, "an importable 'package.module:function'", f"{type(exc).__name__}: {exc}") from None
+    result = func()
+    if isinstance(result, tuple) and len(result) == 2:
+        x, y = result
+    else:
+        x, y = result, None
+    return Dataset(np.asarray(x), None if y is None else np.asarray(y), target)

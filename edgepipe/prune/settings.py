@@ -1,0 +1,103 @@
+"""The ``prune:`` section of the project config.
+
+Light on purpose (pydantic only, no Keras): the config loader imports it to
+validate YAML long before TensorFlow is loaded. Messages name the key, the
+value and the allowed range, because the user reads them in a terminal.
+Layer names in ``per_layer``/``exclude`` can only be checked against a model,
+so :func:`check_layer_names` does that when pruning starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edgepipe.errors import ConfigError, UnknownNameError
+
+
+def _check_ratio(key: str, value: float) -> float:
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{key}={value} is outside the allowed range [0, 1)")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FinetuneSettings(_Strict):
+    """Recovery after pruning: distillation from the unpruned model.
+
+    ``alpha`` weighs the label loss; ``1 - alpha`` weighs the distillation
+    (KL) loss at ``temperature``. Training stops after ``patience`` epochs
+    without a better eval accuracy and the best weights are restored.
+    """
+
+    epochs: int = Field(default=10, ge=1)
+    learning_rate: float = Field(default=1e-3, gt=0)
+    batch_size: int = Field(default=32, ge=1)
+    temperature: float = Field(default=4.0, gt=0)
+    alpha: float = Field(default=0.5, ge=0, le=1)
+    patience: int = Field(default=3, ge=1)
+    seed: int = 0
+
+
+class PruneSettings(_Strict):
+    """How to prune. ``method: channel`` narrows layers (smaller, faster
+    everywhere); ``method: mn`` zeroes ``n`` of every ``m`` consecutive input
+    weights (same size and speed on dense int8 runtimes)."""
+
+    method: Literal["channel", "mn"] = "channel"
+    ratio: float = 0.5
+    per_layer: dict[str, float] = Field(default_factory=dict)
+    exclude: list[str] | None = None
+    importance: Literal["l1", "l2", "bn"] = "l1"
+    n: int = Field(default=2, ge=1, description="weights kept in each block of m")
+    m: int = Field(default=4, ge=2, description="block size along the input axis")
+    finetune: FinetuneSettings | None = None
+
+    @field_validator("ratio")
+    @classmethod
+    def _ratio_in_range(cls, value: float) -> float:
+        return _check_ratio("ratio", value)
+
+    @field_validator("per_layer")
+    @classmethod
+    def _per_layer_in_range(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, ratio in value.items():
+            _check_ratio(f"per_layer.{name}", ratio)
+        return value
+
+    @model_validator(mode="after")
+    def _n_below_m(self) -> PruneSettings:
+        if self.n >= self.m:
+            raise ValueError(
+                f"n={self.n} must be smaller than m={self.m} "
+                f"(n weights are kept in every block of m; 2:4 is n=2, m=4)"
+            )
+        return self
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "prune") -> PruneSettings:
+        """Validate a plain mapping; errors become one :class:`ConfigError`."""
+        try:
+            return cls.model_validate(dict(data))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            key = ".".join(str(p) for p in (where, *first["loc"]))
+            problem = first["msg"].removeprefix("Value error, ")
+            raise ConfigError(key, problem) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def check_layer_names(settings: PruneSettings, known: Iterable[str]) -> None:
+    """Every name in ``per_layer`` and ``exclude`` must be a layer of the model."""
+    known = list(known)
+    known_set = set(known)
+    for name in [*settings.per_layer, *(settings.exclude or [])]:
+        if name not in known_set:
+            raise UnknownNameError("layer", name, known)

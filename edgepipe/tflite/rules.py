@@ -1,0 +1,67 @@
+"""Checks on the converted flatbuffer that the converter itself does not enforce.
+
+With ``TFLITE_BUILTINS_INT8`` the converter still lets an op without an int8
+kernel become DEQUANTIZE -> float op -> QUANTIZE. An int8-only accelerator
+cannot run that, so the build must fail and name the ops.
+"""
+
+from __future__ import annotations
+
+from edgepipe.checks import Check
+from edgepipe.tflite.model import TfliteModel
+
+_FLOAT = {"float32", "float16", "float64"}
+_INT = {"int8", "uint8", "int16"}
+
+
+def float_islands(model: TfliteModel) -> list[str]:
+    """Ops that compute in float, or convert between float and int mid-graph."""
+    bad = []
+    for op in model.operators:
+        ins = [model.tensors[i] for i in op.inputs if i >= 0]
+        outs = [model.tensors[i] for i in op.outputs if i >= 0]
+        acts = [t for t in ins + outs if not t.is_constant]
+        if op.op == "DEQUANTIZE" and any(t.dtype in _FLOAT for t in outs):
+            bad.append(f"DEQUANTIZE #{op.index} ({ins[0].name if ins else '?'} -> float)")
+        elif op.op == "QUANTIZE" and any(t.dtype in _FLOAT for t in ins):
+            bad.append(f"QUANTIZE #{op.index} (float {ins[0].name} -> int)")
+        elif any(t.dtype in _FLOAT for t in acts):
+            bad.append(f"{op.op} #{op.index} (float tensor {next(t.name for t in acts if t.dtype in _FLOAT)})")
+        elif any(t.dtype in _FLOAT for t in ins if t.is_constant) and op.op not in ("DEQUANTIZE",):
+            bad.append(f"{op.op} #{op.index} (float weights)")
+    return bad
+
+
+def int8_only_check(model: TfliteModel, input_dtype: str, output_dtype: str) -> Check:
+    """Every activation integer, no float islands, I/O in the requested integer type."""
+    problems = float_islands(model)
+    for role, tensors, want in (("input", model.input_tensors, input_dtype),
+                                ("output", model.output_tensors, output_dtype)):
+        for t in tensors:
+            if t.dtype != want:
+                problems.append(f"model {role} {t.name} is {t.dtype}, target needs {want}")
+    if not problems:
+        return Check("int8_only", "pass", 0, 0, "ops", "every op and activation is integer")
+    shown = "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
+    return Check("int8_only", "fail", len(problems), 0, "ops",
+                 f"{len(problems)} float op(s) or tensor(s) on an int8-only target: {shown}")
+
+
+def io_dtype_check(model: TfliteModel, input_dtype: str, output_dtype: str) -> Check:
+    """The converter honoured the requested input/output types."""
+    found = [t.dtype for t in model.input_tensors] + [t.dtype for t in model.output_tensors]
+    want = [input_dtype] * len(model.inputs) + [output_dtype] * len(model.outputs)
+    if found == want:
+        return Check("io_dtype", "pass", ",".join(found), ",".join(want), "", "model I/O types as requested")
+    return Check("io_dtype", "fail", ",".join(found), ",".join(want), "",
+                 f"model I/O types are {found}, requested {want}")
+
+
+def static_shape_check(model: TfliteModel) -> Check:
+    """Dynamic shapes (SHAPE/FILL chains, -1 dims) do not run on microcontrollers or NPUs."""
+    dyn = [t.name for t in model.tensors if any(d < 0 for d in t.shape)]
+    dyn_ops = [op.op for op in model.operators if op.op in ("SHAPE", "FILL")]
+    if not dyn and not dyn_ops:
+        return Check("static_shapes", "pass", 0, 0, "tensors", "all shapes static")
+    return Check("static_shapes", "fail", len(dyn) + len(dyn_ops), 0, "tensors",
+                 f"dynamic shapes: tensors {dyn[:5]} ops {dyn_ops[:5]}")
