@@ -9,10 +9,11 @@ output (and ``--json`` exactly one document), so noisy calls run inside
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext, redirect_stdout
 from typing import Iterator
 
 
@@ -30,10 +31,12 @@ def captured(fds: tuple[int, ...] = (1, 2)) -> Iterator[Captured]:
     sys.stderr.flush()
     with tempfile.TemporaryFile(mode="w+b") as sink:
         saved = {fd: os.dup(fd) for fd in fds}
+        py_out = io.StringIO()
         try:
             for fd in fds:
                 os.dup2(sink.fileno(), fd)
-            yield result
+            with redirect_stdout(py_out) if 1 in fds else nullcontext():
+                yield result
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -41,4 +44,4 @@ def captured(fds: tuple[int, ...] = (1, 2)) -> Iterator[Captured]:
                 os.dup2(copy, fd)
                 os.close(copy)
             sink.seek(0)
-            result.text = sink.read().decode("utf-8", "replace")
+            result.text = sink.read().decode("utf-8", "replace") + py_out.getvalue()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import keras
 
+from edgepipe.errors import InputError
 from edgepipe.prune.errors import UntraceableModelError
 
 
@@ -28,9 +29,16 @@ def graph_of(model: keras.Model):
 def require_graph(model: keras.Model):
     """Like :func:`graph_of` but a model without a graph is a user error."""
     graph = graph_of(model)
-    if graph is None:
-        raise UntraceableModelError(model.name, type(model).__name__)
-    return graph
+    if graph is not None:
+        return graph
+    if isinstance(model, keras.Sequential):
+        raise InputError(
+            f"model {model.name!r}",
+            "a built Sequential model",
+            "one without input shape",
+            fix="start it with keras.Input(shape) or call model.build(shape)",
+        )
+    raise UntraceableModelError(model.name, type(model).__name__)
 
 
 def is_graph_model(op) -> bool:

@@ -1,0 +1,123 @@
+"""What each operator of a .tflite asks of the hardware: MACs and bytes moved.
+
+MACs are exact for the ops that dominate CNNs and MLPs (convolutions, fully
+connected, batch matmul, pools). Other ops are counted in *MAC-equivalents*
+per output element (``WORK_PER_ELEMENT``): coarse weights that say an int8
+ADD, which requantizes both inputs and its output, costs about as much as a
+dozen MACs, while a ReLU costs about one. Bytes moved are the bytes of every
+tensor the op reads (weights included) and writes. See docs/latency.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from math import prod
+
+from ai_edge_litert import schema_py_generated as schema
+
+from edgepipe.tflite.model import Operator, TfliteModel
+
+# MAC-equivalents per output element for ops without a multiply-accumulate core.
+# 12 for int8 arithmetic with requantization (two input rescales + one output rescale,
+# each a 32x32->64-bit multiply, shift and round: ~15-20 instructions on Cortex-M,
+# ~44 cycles/element measured by ESP-NN's elementwise_add on ESP32-S3), 12 for the
+# transcendental ones (LUT or fixed-point exp), 2 for clamps and (de)quantize,
+# 0 for ops that only move data (their time is the bytes term).
+WORK_PER_ELEMENT: dict[str, float] = {
+    **dict.fromkeys(("ADD", "SUB", "MUL", "DIV", "SQUARED_DIFFERENCE", "MAXIMUM", "MINIMUM",
+                     "ADD_N", "SELECT_V2"), 12.0),
+    **dict.fromkeys(("SOFTMAX", "LOG_SOFTMAX", "LOGISTIC", "TANH", "EXP", "LOG", "GELU", "HARD_SWISH",
+                     "ELU", "RSQRT", "SQRT", "L2_NORMALIZATION", "SIN", "COS"), 12.0),
+    **dict.fromkeys(("RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "PRELU", "QUANTIZE", "DEQUANTIZE",
+                     "ABS", "NEG", "CAST", "FLOOR", "CEIL", "ROUND"), 2.0),
+    **dict.fromkeys(("RESHAPE", "SQUEEZE", "EXPAND_DIMS", "CONCATENATION", "PAD", "PADV2", "MIRROR_PAD",
+                     "TRANSPOSE", "STRIDED_SLICE", "SLICE", "GATHER", "GATHER_ND", "SPLIT", "SPLIT_V",
+                     "PACK", "UNPACK", "SPACE_TO_DEPTH", "DEPTH_TO_SPACE", "BATCH_TO_SPACE_ND",
+                     "SPACE_TO_BATCH_ND", "BROADCAST_TO", "FILL", "ZEROS_LIKE", "SHAPE",
+                     "RESIZE_NEAREST_NEIGHBOR", "REVERSE_V2"), 0.0),
+    "RESIZE_BILINEAR": 4.0,
+}
+DEFAULT_WORK_PER_ELEMENT = 1.0
+_REDUCTIONS = ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD", "ARG_MAX", "ARG_MIN")
+_POOLS = ("AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D")
+_FLOAT = ("float32", "float16", "float64")
+
+
+@dataclass(frozen=True)
+class OpWorkload:
+    """One op's demand. ``macs``: exact MACs or MAC-equivalents (``exact`` says which)."""
+
+    index: int
+    op: str
+    name: str
+    macs: float
+    bytes: int
+    dtype: str
+    exact: bool
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype in _FLOAT
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def op_workloads(model: TfliteModel) -> list[OpWorkload]:
+    """MACs (or MAC-equivalents) and bytes moved for every op of the main subgraph."""
+    options = _builtin_options(model)
+    out = []
+    for op in model.operators:
+        macs, exact = _macs(model, op, options[op.index] if op.index < len(options) else None)
+        ins = [model.tensors[i] for i in op.inputs if i >= 0]
+        outs = [model.tensors[i] for i in op.outputs if i >= 0]
+        acts = [t for t in ins if not t.is_constant] or ins
+        out.append(OpWorkload(
+            index=op.index, op=op.op, name=outs[0].name if outs else f"op{op.index}",
+            macs=float(macs), bytes=sum(t.nbytes for t in ins + outs),
+            dtype=acts[0].dtype if acts else "int8", exact=exact,
+        ))
+    return out
+
+
+def total_macs(model: TfliteModel) -> int:
+    """Exact MACs of the MAC-bearing ops (what papers quote as a model's MACs)."""
+    return int(sum(w.macs for w in op_workloads(model) if w.exact))
+
+
+def _builtin_options(model: TfliteModel) -> list:
+    try:
+        parsed = schema.ModelT.InitFromPackedBuf(bytearray(model.data), 0)
+        return [op.builtinOptions for op in (parsed.subgraphs[0].operators or [])]
+    except Exception:  # noqa: BLE001 - options only refine pool sizes; absent means 1x1
+        return []
+
+
+def _shape(model: TfliteModel, index: int) -> tuple[int, ...]:
+    return tuple(max(d, 1) for d in model.tensors[index].shape) if index >= 0 else ()
+
+
+def _macs(model: TfliteModel, op: Operator, opts) -> tuple[float, bool]:
+    out_elems = prod(_shape(model, op.outputs[0])) if op.outputs else 0
+    name = op.op
+    if name == "CONV_2D":  # filter [O, KH, KW, I/groups]
+        return out_elems * prod(_shape(model, op.inputs[1])[1:]), True
+    if name == "DEPTHWISE_CONV_2D":  # filter [1, KH, KW, O]
+        f = _shape(model, op.inputs[1])
+        return out_elems * f[1] * f[2], True
+    if name == "CONV_3D":  # filter [KD, KH, KW, I, O]
+        return out_elems * prod(_shape(model, op.inputs[1])[:-1]), True
+    if name == "FULLY_CONNECTED":  # weights [units, in]
+        return out_elems * _shape(model, op.inputs[1])[-1], True
+    if name == "TRANSPOSE_CONV":  # inputs: output_shape, filter [O, KH, KW, I], input
+        return prod(_shape(model, op.inputs[2])) * prod(_shape(model, op.inputs[1])[:3]), True
+    if name == "BATCH_MATMUL":
+        a = _shape(model, op.inputs[0])
+        adj_x = bool(getattr(opts, "adjX", False))
+        return out_elems * (a[-2] if adj_x and len(a) > 1 else a[-1]), True
+    if name in _POOLS:
+        window = (getattr(opts, "filterWidth", 1) or 1) * (getattr(opts, "filterHeight", 1) or 1)
+        return out_elems * window, True
+    if name in _REDUCTIONS:
+        return prod(_shape(model, op.inputs[0])), True
+    return out_elems * WORK_PER_ELEMENT.get(name, DEFAULT_WORK_PER_ELEMENT), False
