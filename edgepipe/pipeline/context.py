@@ -1,0 +1,44 @@
+"""What the stages of one build share: inputs, settings, the model so far, the report."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgepipe.config.project import ProjectConfig
+from edgepipe.config.schema import TargetProfile
+from edgepipe.config.targets import ResolvedTarget
+from edgepipe.pipeline.progress import Progress
+from edgepipe.pipeline.report import BuildReport
+from edgepipe.tflite.model import TfliteModel
+
+
+@dataclass
+class BuildContext:
+    """Mutable state passed from stage to stage; each stage fills its part."""
+
+    project: ProjectConfig
+    target: ResolvedTarget
+    out_dir: Path
+    progress: Progress
+    report: BuildReport
+    settings: object = None          # keras_io.convert.ConvertSettings
+    inputs: object = None            # pipeline.inputs.BuildInputs
+    model: object = None             # the Keras model to convert (pruned, if pruning ran)
+    tflite_bytes: bytes = b""
+    tflite: TfliteModel | None = None
+    artifacts: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def profile(self) -> TargetProfile:
+        return self.target.profile
+
+    @contextmanager
+    def stage(self, name: str):
+        """Announce a stage and record its wall time in the report."""
+        self.progress.stage(name)
+        t0 = time.perf_counter()
+        yield
+        self.report.timings[name] = round(time.perf_counter() - t0, 3)

@@ -1,0 +1,29 @@
+"""Quantize and convert the model with the target's settings, then parse the result."""
+
+from __future__ import annotations
+
+from edgepipe.config.schema import Scheme
+from edgepipe.pipeline.context import BuildContext
+from edgepipe.tflite.model import parse_tflite
+
+
+def run(ctx: BuildContext) -> None:
+    from edgepipe.keras_io.convert import convert
+
+    rep = ctx.inputs.representative.x if ctx.inputs.representative is not None else None
+    full_int = ctx.settings.scheme in (Scheme.INT8, Scheme.INT16X8)
+    total = len(rep) if rep is not None and full_int else 0
+    with ctx.progress.task("calibrating", total) as update:
+        ctx.tflite_bytes = convert(ctx.model, rep, ctx.settings, on_sample=lambda i: update(i + 1))
+    ctx.tflite = parse_tflite(ctx.tflite_bytes, "converted model")
+    ctx.report.sections["model"] = model_section(ctx.model, ctx.tflite)
+
+
+def model_section(model, tfl) -> dict:
+    return {
+        "keras_name": model.name, "params": int(model.count_params()),
+        "tflite_bytes": tfl.size, "weight_bytes": tfl.weight_bytes, "sha256": tfl.sha256,
+        "ops": tfl.op_counts, "tensors": len(tfl.tensors),
+        "inputs": [t.to_dict() for t in tfl.input_tensors],
+        "outputs": [t.to_dict() for t in tfl.output_tensors],
+    }
