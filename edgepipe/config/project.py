@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from edgepipe.config.schema import IODtype, Scheme
 from edgepipe.config.yaml_io import YamlDoc, load_yaml, validation_error
 from edgepipe.data.sources import SourceSpec
+from edgepipe.prune.settings import PruneSettings
 
 DEFAULT_NAME = "edgepipe.yaml"
 
@@ -57,7 +58,7 @@ class ProjectConfig(_Strict):
     data: DataConfig = DataConfig()
     preprocess: Preprocess = Preprocess()
     quantization: QuantOverrides = QuantOverrides()
-    prune: dict[str, Any] | None = None
+    prune: PruneSettings | None = None
     base_dir: Path = Field(default=Path("."), exclude=True)
     source: str = Field(default="(command line)", exclude=True)
 

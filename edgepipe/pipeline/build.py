@@ -13,7 +13,7 @@ from pathlib import Path
 
 from edgepipe.config.project import ProjectConfig
 from edgepipe.config.targets import ResolvedTarget
-from edgepipe.pipeline import budgets_stage, check_stage, emit_stage, quantize_stage, verify_stage
+from edgepipe.pipeline import budgets_stage, check_stage, emit_stage, prune_stage, quantize_stage, verify_stage
 from edgepipe.pipeline.context import BuildContext
 from edgepipe.pipeline.progress import SILENT, Progress
 from edgepipe.pipeline.report import BuildReport
@@ -42,12 +42,15 @@ def run_build(project: ProjectConfig, target: ResolvedTarget, out_dir: Path,
     ctx = new_context(project, target, out_dir, progress)
     with ctx.stage("load"):
         load(ctx)
+    with ctx.stage("prune"):
+        prune_stage.run(ctx)
     with ctx.stage("quantize"):
         quantize_stage.run(ctx)
     with ctx.stage("check"):
         check_stage.run(ctx)
     with ctx.stage("verify"):
         verify_stage.run(ctx)
+        prune_stage.check_against_original(ctx)
     with ctx.stage("budgets"):
         budgets_stage.run(ctx)
     with ctx.stage("emit"):
