@@ -59,6 +59,7 @@ class ProjectConfig(_Strict):
     preprocess: Preprocess = Preprocess()
     quantization: QuantOverrides = QuantOverrides()
     prune: PruneSettings | None = None
+    emit: list[Literal["c"]] = Field(default_factory=list)  # extra artifacts; MCU targets always get "c"
     base_dir: Path = Field(default=Path("."), exclude=True)
     source: str = Field(default="(command line)", exclude=True)
 

@@ -30,6 +30,9 @@ class BuildContext:
     tflite_bytes: bytes = b""
     tflite: TfliteModel | None = None
     artifacts: dict[str, Path] = field(default_factory=dict)
+    pending: dict[str, bytes] = field(default_factory=dict)  # files for the emit stage to write
+    arena_bytes: int | None = None   # TFLM arena (measured + margin), for firmware sources
+    cache: object = None             # pipeline.cache.StageCache: get_or_compute(stage, key_parts, compute)
 
     @property
     def profile(self) -> TargetProfile:

@@ -40,6 +40,8 @@ from edgepipe.tflite.model import TfliteModel, parse_tflite
 MIN_PROBE_ARENA = 4 * 1024 * 1024
 ALIGN = 16
 _TOTAL_RE = re.compile(r"Arena allocation total (\d+) bytes")
+_HEAD_RE = re.compile(r"Arena allocation head (\d+) bytes")
+_TAIL_RE = re.compile(r"Arena allocation tail (\d+) bytes")
 _MISSING_RE = re.compile(r"missing: (\d+)")
 _FLOAT = ("float32", "float16", "float64")
 
@@ -61,13 +63,17 @@ class ArenaMeasurement:
 
     ``method``: ``tflm:print_allocations`` (TFLM's recording allocator) or
     ``tflm:bisection`` (smallest arena that loads and invokes). ``verified``: the
-    model runs with ``bytes`` and fails with ``bytes // 2``.
+    model runs with ``bytes`` and fails with ``bytes // 2``. ``head_bytes``: the planned
+    (non-persistent) tensors; ``tail_bytes``: persistent runtime structures (tensor
+    structs, node registrations, per-channel quantization data); None after bisection.
     """
 
     bytes: int
     method: str
     verified: bool
     probe_arena: int
+    head_bytes: int | None = None
+    tail_bytes: int | None = None
     source: str = "measured:host"
 
     def to_dict(self) -> dict:
@@ -133,9 +139,7 @@ def _new_interpreter(model_bytes: bytes, arena: int):
     raise TflmError("model", str(err), log[0])
 
 
-def _invoke_zeros(it, model: TfliteModel) -> None:
-    for i, t in enumerate(model.input_tensors):
-        it.set_input(np.zeros([max(d, 1) for d in t.shape], _np_dtype(t.dtype)), i)
+def _invoke(it) -> None:
     with captured_stderr() as log:
         try:
             it.invoke()
@@ -145,8 +149,10 @@ def _invoke_zeros(it, model: TfliteModel) -> None:
     raise TflmError("model", f"invoke failed ({err})", log[0])
 
 
-def _np_dtype(name: str) -> np.dtype:
-    return np.dtype(name)
+def _invoke_zeros(it, model: TfliteModel) -> None:
+    for i, t in enumerate(model.input_tensors):
+        it.set_input(np.zeros([max(d, 1) for d in t.shape], np.dtype(t.dtype)), i)
+    _invoke(it)
 
 
 def _runs(model_bytes: bytes, model: TfliteModel, arena: int) -> bool:
@@ -184,7 +190,9 @@ def _measure_in_process(model_bytes: bytes) -> ArenaMeasurement:
         total = int(found.group(1))
         if _runs(model_bytes, model, total):
             verified = not _runs(model_bytes, model, total // 2)
-            return ArenaMeasurement(total, "tflm:print_allocations", verified, probe_arena)
+            head, tail = _HEAD_RE.search(log[0]), _TAIL_RE.search(log[0])
+            return ArenaMeasurement(total, "tflm:print_allocations", verified, probe_arena,
+                                    int(head.group(1)) if head else None, int(tail.group(1)) if tail else None)
     return _bisect(model_bytes, model, probe_arena)
 
 
@@ -230,7 +238,7 @@ def _probe_supported_ops() -> dict:
 # --------------------------------------------------------------------------- child process
 
 def _isolated(command: str, model_bytes: bytes | None = None, timeout: float = 300.0,
-              arrays: dict[str, np.ndarray] | None = None, **params) -> dict:
+              arrays: dict[str, np.ndarray] | None = None, where: str = "model", **params) -> dict:
     """Run ``command`` in ``python -m edgepipe.runtimes.tflm``; a crash becomes TflmError."""
     with tempfile.TemporaryDirectory(prefix="edgepipe-tflm-") as d:
         work = Path(d)
@@ -243,16 +251,16 @@ def _isolated(command: str, model_bytes: bytes | None = None, timeout: float = 3
             proc = subprocess.run([sys.executable, "-m", "edgepipe.runtimes.tflm", command, str(work)],
                                   capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise TflmError("model", f"TFLM did not finish {command!r} within {timeout:.0f} s") from None
+            raise TflmError(where, f"TFLM did not finish {command!r} within {timeout:.0f} s") from None
         result = work / "result.json"
         if proc.returncode < 0:
             name = signal.Signals(-proc.returncode).name
-            raise TflmError("model", f"the TFLM runtime crashed ({name}) during {command!r}", proc.stderr)
+            raise TflmError(where, f"the TFLM runtime crashed ({name}) during {command!r}", proc.stderr)
         if not result.is_file():
-            raise TflmError("model", f"the TFLM worker failed (exit {proc.returncode})", proc.stderr)
+            raise TflmError(where, f"the TFLM worker failed (exit {proc.returncode})", proc.stderr)
         doc = json.loads(result.read_text())
         if "error" in doc:
-            raise TflmError("model", doc["error"], doc.get("log", ""))
+            raise TflmError(where, doc["error"], doc.get("log", ""))
         if (work / "out.npz").is_file():
             with np.load(work / "out.npz") as z:
                 doc["arrays"] = [z[k] for k in sorted(z.files, key=lambda k: int(k[4:]))]
@@ -302,16 +310,17 @@ def supported_ops() -> OpSupport:
         return OpSupport(STATIC_BUILTINS, customs, "edgepipe/runtimes/tflm_ops.py (static table)")
 
 
-def measure_arena(model_bytes: bytes, *, isolate: bool = True, timeout: float = 300.0) -> ArenaMeasurement:
+def measure_arena(model_bytes: bytes, *, isolate: bool = True, timeout: float = 300.0,
+                  where: str = "model") -> ArenaMeasurement:
     """The smallest tensor arena the model loads and invokes in (bytes).
 
     Raises TflmError (an EdgepipeError) with TFLM's reason when the model cannot
     run at all; with ``isolate`` (default) a TFLM crash cannot take the caller down.
     """
-    parse_tflite(model_bytes)  # a corrupt file is an InputError before TFLM sees it
+    parse_tflite(model_bytes, where)  # a corrupt file is an InputError before TFLM sees it
     if not isolate:
         return _measure_in_process(model_bytes)
-    doc = _isolated("measure", model_bytes, timeout=timeout)
+    doc = _isolated("measure", model_bytes, timeout=timeout, where=where)
     return ArenaMeasurement(**doc)
 
 
@@ -354,9 +363,9 @@ class TflmRunner:
         outs: list[list[np.ndarray]] = [[] for _ in self.model.outputs]
         for s in range(len(inputs[0])):
             for i, (x, t) in enumerate(zip(inputs, specs)):
-                sample = x[s].reshape([max(d, 1) for d in t.shape]).astype(_np_dtype(t.dtype), copy=False)
+                sample = x[s].reshape([max(d, 1) for d in t.shape]).astype(np.dtype(t.dtype), copy=False)
                 self._it.set_input(sample, i)
-            self._it.invoke()
+            _invoke(self._it)
             for o in range(len(outs)):
                 outs[o].append(np.array(self._it.get_output(o)))
         return [np.concatenate(o) if o else np.zeros((0,)) for o in outs]
@@ -444,8 +453,8 @@ def memory_checks(model: TfliteModel, arena: ArenaMeasurement, profile: TargetPr
     flash: the .tflite bytes vs ``memory.flash``."""
     arena_total = arena_with_margin(arena.bytes, profile)
     io = sum(t.nbytes for t in model.input_tensors + model.output_tensors) if io_buffers else 0
-    what = (f"TFLM arena {arena.bytes} B measured + margin = {arena_total} B"
-            + (f", + {io} B I/O buffers" if io else ""))
+    what = (f"TFLM arena ({arena.bytes} B measured + {arena_total - arena.bytes} B margin)"
+            + (f" + I/O buffers {io} B =" if io else " ="))
     ram = budget_check("ram", arena_total + io, profile.memory.ram, "bytes", f"{arena.source}:{arena.method}", what)
     return ram, _flash_check(model, profile)
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from edgepipe.checks import Check, budget_check
 from edgepipe.config.schema import TargetProfile
-from edgepipe.errors import ConfigError, EdgepipeError, InputError, UnknownNameError
+from edgepipe.errors import ConfigError, EdgepipeError, UnknownNameError
 from edgepipe.tflite.model import parse_tflite, read_tflite
 
 DEFAULT_CONFIG = "Arm/vela.ini"
@@ -193,16 +193,20 @@ def _vela_executable() -> str:
 # --------------------------------------------------------------------------- compile
 
 def compile_vela(model: bytes | str | Path, profile: TargetProfile, out_dir: str | Path, *,
-                 arena_cache_size: int | None = None, name: str = "model", timeout: float = 600.0) -> VelaResult:
+                 arena_cache_size: int | None = None, name: str | None = None,
+                 timeout: float = 600.0) -> VelaResult:
     """Compile an int8 .tflite for the profile's Ethos-U and read Vela's reports.
 
     ``arena_cache_size`` defaults to the profile's ``memory.ram``: Vela then plans
     for the SRAM the device has (and still exits 0 when it cannot fit; see
     :func:`vela_checks`). Writes ``<name>_vela.tflite``, Vela's CSVs and
-    ``<name>_vela.log`` to ``out_dir``.
+    ``<name>_vela.log`` to ``out_dir``; ``name`` defaults to the model file's stem.
     """
-    data = read_tflite(model).data if isinstance(model, (str, Path)) else bytes(model)
-    parse_tflite(data, str(model) if isinstance(model, (str, Path)) else name)  # Vela segfaults on corrupt files
+    if isinstance(model, (str, Path)):
+        data, name = read_tflite(model).data, name or Path(model).stem
+    else:
+        data, name = bytes(model), name or "model"
+        parse_tflite(data, name)  # Vela segfaults on corrupt files: refuse them first
     if arena_cache_size is None:
         arena_cache_size = profile.memory.ram
     args = vela_arguments(profile, arena_cache_size)
