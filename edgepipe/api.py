@@ -5,23 +5,32 @@
     if not result.passed:
         for check in result.report.failed_checks:
             print(check.detail)
+
+``build`` (one target), ``build_many`` (several, in parallel processes),
+``verify`` (an existing .tflite, no TensorFlow) and ``inspect`` (structure
+and static checks, no TensorFlow). See docs/python-api.md.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgepipe.checks import Check
-from edgepipe.config.project import find_project, load_project
+from edgepipe.config.project import ProjectConfig, find_project, load_project
 from edgepipe.config.targets import ResolvedTarget, TargetRegistry
-from edgepipe.errors import UnknownNameError
+from edgepipe.errors import ConfigError, UnknownNameError
+from edgepipe.pipeline.cache import CacheSettings, StageCache, open_cache
+from edgepipe.pipeline.lock import DEFAULT_TIMEOUT
 from edgepipe.pipeline.progress import SILENT, Progress
 from edgepipe.resources import builtin_dir
-from edgepipe.tflite import rules
 from edgepipe.tflite.memory import MemoryPlan, plan_memory
 from edgepipe.tflite.model import TfliteModel, read_tflite
+
+if TYPE_CHECKING:
+    from edgepipe.pipeline.multi import MultiBuildResult
+    from edgepipe.verify_tflite import VerifyResult
 
 
 def example_config(name: str) -> Path:
@@ -40,24 +49,114 @@ def registry(targets_dir: str | Path | None = None) -> TargetRegistry:
 
 def build(target: str, config: str | Path | None = None, *, example: str | None = None,
           out: str | Path | None = None, overrides: dict[str, Any] | None = None,
-          targets_dir: str | Path | None = None, progress: Progress = SILENT):
+          targets_dir: str | Path | None = None, progress: Progress = SILENT,
+          cache: StageCache | CacheSettings | bool | None = None, lock_timeout: float = DEFAULT_TIMEOUT):
     """Build one target; returns a :class:`~edgepipe.pipeline.build.BuildResult`.
 
     ``config`` defaults to ./edgepipe.yaml when it exists; ``overrides`` are
     dotted project-config keys (``{"data.eval": "eval.npz"}``) that win over
     the file. Artifacts go to ``out`` (default ``<output>/<target>``, relative
-    to the current directory).
+    to the current directory). ``cache``: ``None`` or ``True`` uses the stage
+    cache as the environment configures it, ``False`` turns it off, or pass
+    :class:`~edgepipe.pipeline.cache.CacheSettings`. A second build into the
+    same ``out`` waits up to ``lock_timeout`` seconds, then raises.
     """
     from edgepipe.pipeline.build import run_build
 
-    if example:
-        config = example_config(example)
-    elif config is None:
-        config = find_project()
-    project = load_project(config, overrides)
+    project = load_project(_config_path(config, example), overrides)
     resolved = registry(targets_dir).get(target)
     out_dir = Path(out) if out else Path(project.output) / resolved.name
-    return run_build(project, resolved, out_dir, progress)
+    return run_build(project, resolved, out_dir, progress, open_cache(cache), lock_timeout)
+
+
+def build_many(targets: list[str] | None = None, config: str | Path | None = None, *, all_targets: bool = False,
+               example: str | None = None, out: str | Path | None = None, overrides: dict[str, Any] | None = None,
+               targets_dir: str | Path | None = None, cache: CacheSettings | bool | None = None,
+               lock_timeout: float = DEFAULT_TIMEOUT, workers: int = 2,
+               progress: Progress = SILENT) -> MultiBuildResult:
+    """Build several targets in parallel processes, each into ``<out>/<target>/``.
+
+    ``targets`` defaults to the project config's ``target:``; ``all_targets``
+    builds every known profile. Returns a
+    :class:`~edgepipe.pipeline.multi.MultiBuildResult` whose ``exit_code`` is
+    the worst of the targets'.
+    """
+    from edgepipe.pipeline.multi import BuildJob, run_jobs
+
+    config = _config_path(config, example)
+    project = load_project(config, overrides)
+    resolved = resolve_targets(targets, all_targets, project, targets_dir)
+    root = Path(out) if out else Path(project.output)
+    settings = open_cache(cache).settings
+    jobs = [BuildJob(spec, r.name, root / r.name, str(config) if config else None, None, dict(overrides or {}),
+                     str(targets_dir) if targets_dir else None, settings, lock_timeout)
+            for spec, r in resolved]
+    return run_jobs(jobs, workers, progress)
+
+
+def resolve_targets(targets: list[str] | None, all_targets: bool, project: ProjectConfig,
+                    targets_dir: str | Path | None = None) -> list[tuple[str, ResolvedTarget]]:
+    """(as given, resolved) for each target: the given ones, every known one, or the project's."""
+    reg = registry(targets_dir)
+    if all_targets:
+        targets = reg.names()
+    elif not targets:
+        targets = _named_targets(project)
+    if not targets:
+        raise ConfigError(project.source, "no target given", "pass --target NAME, or set 'target:' in edgepipe.yaml")
+    seen: dict[str, tuple[str, ResolvedTarget]] = {}
+    for spec in targets:
+        r = reg.get(spec)
+        seen.setdefault(r.name, (spec, r))
+    return list(seen.values())
+
+
+def project_targets(config: str | Path | None = None, example: str | None = None,
+                    overrides: dict[str, Any] | None = None) -> list[str]:
+    """The targets the project config names (``target:``), as written there."""
+    return _named_targets(load_project(_config_path(config, example), overrides))
+
+
+def _named_targets(project: ProjectConfig) -> list[str]:
+    given = project.target
+    return [given] if isinstance(given, str) else list(given or [])
+
+
+def verify(model: str | Path, target: str, data: str | Path | None = None, *, config: str | Path | None = None,
+           x_key: str = "x", y_key: str = "y", task: str | None = None, scale: float | None = None,
+           mean: float | None = None, std: float | None = None, min_accuracy: float | None = None,
+           baseline_accuracy: float | None = None, baseline: str | Path | None = None,
+           targets_dir: str | Path | None = None, isolate: bool = True, progress: Progress = SILENT) -> VerifyResult:
+    """Gate an existing ``.tflite`` (no TensorFlow): returns a :class:`~edgepipe.verify_tflite.VerifyResult`.
+
+    ``data`` (a .npz, .npy, image folder or ``module:function``; arrays
+    ``x_key``/``y_key``) overrides the config's ``data.eval``; ``scale``,
+    ``mean``, ``std`` the preprocessing. Accuracy is held to ``min_accuracy``
+    (top-1 %) and/or a baseline — the float model's accuracy given as
+    ``baseline_accuracy`` or read from a build's ``report.json`` (``baseline``)
+    — with the target's ``max_drop``. ``isolate`` runs the interpreter in a
+    child process, so a crash on a malformed model is an error, not a dead process.
+    """
+    from edgepipe.verify_tflite import AccuracyGate, run_verify
+
+    if baseline is not None and baseline_accuracy is not None:
+        raise ConfigError("--baseline / --baseline-accuracy", "give one baseline, not both")
+    overrides = {"task": task, "preprocess.scale": scale, "preprocess.mean": mean, "preprocess.std": std}
+    if data is not None:
+        where = Path(data)
+        overrides["data.eval"] = {"path": str(where.resolve()) if where.exists() else str(data), "x": x_key, "y": y_key}
+    project = load_project(config, overrides)
+    if baseline is not None:
+        gate = AccuracyGate.from_report(baseline, project.task, min_accuracy)
+    else:
+        gate = AccuracyGate(min_accuracy, baseline_accuracy)
+    return run_verify(model, registry(targets_dir).get(target), project, gate, isolate, progress)
+
+
+def _config_path(config: str | Path | None, example: str | None) -> Path | str | None:
+    if example:
+        return example_config(example)
+    return config if config is not None else find_project()
 
 
 @dataclass(frozen=True)
@@ -86,8 +185,9 @@ class InspectResult:
 
 
 def inspect(path: str | Path, target: str | None = None, targets_dir: str | Path | None = None) -> InspectResult:
-    """Read a .tflite (no TensorFlow) and, for a target, run the static checks."""
+    """Read a .tflite (no TensorFlow) and, for a target, run the static checks a build would."""
     from edgepipe.checks import budget_check
+    from edgepipe.verify_tflite import rule_checks
 
     model = read_tflite(path)
     plan = plan_memory(model)
@@ -95,12 +195,7 @@ def inspect(path: str | Path, target: str | None = None, targets_dir: str | Path
         return InspectResult(model, plan)
     resolved = registry(targets_dir).get(target)
     p = resolved.profile
-    q = p.quantization
-    checks = [rules.io_dtype_check(model, q.input_dtype.value, q.output_dtype.value)]
-    if p.accelerator.int8_only:
-        checks.append(rules.int8_only_check(model, q.input_dtype.value, q.output_dtype.value))
-    checks += [
-        rules.static_shape_check(model),
+    checks = rule_checks(model, resolved) + [
         budget_check("flash", model.size, p.memory.flash, "bytes", "file", "model file"),
         budget_check("ram", plan.peak_bytes, p.memory.ram, "bytes", "estimate:lifetime-planner",
                      "peak activation memory"),

@@ -2,14 +2,18 @@
 
 Exit codes: 0 every check passed; 1 a budget or accuracy check failed
 (artifacts and report still written, marked failed); 2 bad usage or input.
-Nothing here imports TensorFlow at import time: ``--help``, ``targets``
-and ``inspect`` start in a fraction of a second.
+Nothing here imports TensorFlow at import time: ``--help``, ``targets``,
+``inspect`` and ``verify`` start in a fraction of a second. ``--json``
+prints one JSON document on stdout and nothing else (errors included:
+``{"status": "error", ...}``); human output, progress and errors go to the
+terminal, progress only when stderr is one.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 
 import click
 
@@ -125,70 +129,229 @@ def _flatten(d: dict, prefix: str = ""):
             yield f"{prefix}{k}", v
 
 
+def _options(*decorators):
+    """Apply several click options as one decorator (shared by the commands)."""
+    def apply(f):
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+    return apply
+
+
+_output_options = _options(
+    click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout and nothing else."),
+    click.option("-q", "--quiet", is_flag=True, help="Print only failures."),
+    click.option("--junit-xml", type=click.Path(dir_okay=False), help="Write one JUnit test case per check here."),
+    click.option("--targets-dir", type=click.Path(file_okay=False), help="Extra folder of profiles."),
+)
+_data_options = _options(
+    click.option("--task", type=click.Choice(["classification", "regression"])),
+    click.option("--scale", type=float, help="Preprocess: multiply inputs by this."),
+    click.option("--mean", type=float, help="Preprocess: subtract this after scaling."),
+    click.option("--std", type=float, help="Preprocess: divide by this after subtracting the mean."),
+)
+
+
+@contextmanager
+def _reporting(as_json: bool, junit: str | None, suite: str):
+    """On a usage error, --json still prints one document and --junit-xml records the error."""
+    try:
+        yield
+    except EdgepipeError as exc:
+        if junit:
+            from edgepipe.emit.junit import Suite, write_junit
+
+            write_junit(junit, [Suite(suite, error=str(exc))])
+        if as_json:
+            _echo_json({"status": "error", "exit_code": exc.exit_code, "error": str(exc)})
+        raise
+
+
+def _junit(path: str | None, suites) -> None:
+    if path:
+        from edgepipe.emit.junit import write_junit
+
+        write_junit(path, suites)
+
+
+def _suite(command: str, target: str, checks, **properties):
+    from edgepipe.emit.junit import Suite
+
+    return Suite(f"edgepipe.{command}.{target}", tuple(checks), properties=properties)
+
+
 @cli.command()
-@click.option("-t", "--target", required=True, help="Target profile name or path to a YAML profile.")
+@click.option("-t", "--target", "targets", multiple=True,
+              help="Target profile name or path to a YAML profile; repeat for several (built in parallel).")
+@click.option("--all-targets", is_flag=True, help="Build every known target profile.")
 @click.option("-c", "--config", type=click.Path(dir_okay=False), help="Project config (default ./edgepipe.yaml).")
 @click.option("--example", help="Build a bundled example instead (e.g. 'digits').")
 @click.option("--model", help="Model file (.keras, .h5) or SavedModel folder.")
 @click.option("--rep-data", help="Representative data source (file.npz, folder, module:function).")
 @click.option("--eval-data", help="Eval data source with labels.")
 @click.option("--train-data", help="Training data source (for fine-tuning).")
-@click.option("--task", type=click.Choice(["classification", "regression"]))
-@click.option("--scale", type=float, help="Preprocess: multiply inputs by this.")
-@click.option("--mean", type=float, help="Preprocess: subtract this after scaling.")
-@click.option("--std", type=float, help="Preprocess: divide by this after subtracting the mean.")
-@click.option("-o", "--out", type=click.Path(file_okay=False), help="Output folder (default <output>/<target>).")
-@click.option("--targets-dir", type=click.Path(file_okay=False), help="Extra folder of profiles.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only failures.")
-def build(target, config, example, model, rep_data, eval_data, train_data, task, scale, mean, std,
-          out, targets_dir, as_json, quiet) -> None:
-    """Prune, quantize, convert, verify and check a model for one target."""
-    from edgepipe.api import build as api_build
-    from edgepipe.render import TerminalProgress, build_summary, console
+@_data_options
+@click.option("-o", "--out", type=click.Path(file_okay=False),
+              help="Output folder (default <output>/<target>); with several targets, <out>/<target>.")
+@click.option("--emit", type=click.Choice(["c"]), multiple=True,
+              help="Extra artifacts: 'c' = model as a C array + op resolver (always on for MCU/NPU targets).")
+@click.option("--no-cache", is_flag=True, help="Run every stage; neither read nor write the stage cache.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), envvar="EDGEPIPE_CACHE_DIR",
+              help="Stage cache folder [env EDGEPIPE_CACHE_DIR; default ~/.cache/edgepipe].")
+@click.option("--cache-size", envvar="EDGEPIPE_CACHE_SIZE",
+              help="Stage cache size bound, e.g. 2GiB [env EDGEPIPE_CACHE_SIZE; default 1GiB].")
+@click.option("--lock-timeout", type=float, default=30.0, show_default=True,
+              help="Seconds to wait for another build writing to the same output folder.")
+@click.option("-j", "--jobs", type=click.IntRange(1), default=2, show_default=True,
+              help="Parallel processes for several targets.")
+@_output_options
+def build(targets, all_targets, config, example, model, rep_data, eval_data, train_data, task, scale, mean, std,
+          out, emit, no_cache, cache_dir, cache_size, lock_timeout, jobs, as_json, quiet, junit_xml,
+          targets_dir) -> None:
+    """Prune, quantize, convert, verify and check a model for one or more targets."""
+    from edgepipe import api
+    from edgepipe.pipeline.cache import CacheSettings
+    from edgepipe.render import TerminalProgress
 
     overrides = {"model": model, "data.representative": rep_data, "data.eval": eval_data,
                  "data.train": train_data, "task": task, "preprocess.scale": scale,
-                 "preprocess.mean": mean, "preprocess.std": std}
-    result = api_build(target, config, example=example, out=out, overrides=overrides,
-                       targets_dir=targets_dir, progress=TerminalProgress(quiet or as_json))
+                 "preprocess.mean": mean, "preprocess.std": std, "emit": list(emit) or None}
+    progress = TerminalProgress(quiet or as_json)
+    with _reporting(as_json, junit_xml, "edgepipe.build"):
+        cache = CacheSettings.resolve(cache_dir, cache_size, enabled=False if no_cache else None)
+        specs = list(targets)
+        if not specs and not all_targets:
+            specs = api.project_targets(config, example, overrides)
+        kwargs = dict(example=example, out=out, overrides=overrides, targets_dir=targets_dir, cache=cache,
+                      lock_timeout=lock_timeout, progress=progress)
+        if len(specs) == 1 and not all_targets:
+            result = api.build(specs[0], config, **kwargs)
+            sys.exit(_show_build(result, as_json, quiet, junit_xml))
+        many = api.build_many(specs, config, all_targets=all_targets, workers=jobs, **kwargs)
+    sys.exit(_show_many(many, as_json, quiet, junit_xml))
+
+
+def _show_build(result, as_json: bool, quiet: bool, junit: str | None) -> int:
+    from edgepipe.render import build_summary, console
+
+    report = result.report
+    _junit(junit, [_suite("build", report.target["name"], report.checks, out=result.out_dir)])
     if as_json:
-        _echo_json(result.report.to_dict())
+        _echo_json(report.to_dict())
     elif not quiet or not result.passed:
-        build_summary(console(), result)
+        build_summary(console(), result, quiet)
+    return result.exit_code
+
+
+def _show_many(many, as_json: bool, quiet: bool, junit: str | None) -> int:
+    from edgepipe.emit.junit import Suite
+    from edgepipe.render import console, multi_summary
+
+    _junit(junit, [Suite(f"edgepipe.build.{o.target}", error=o.error) if o.error else
+                   _suite("build", o.target, o.result.report.checks, out=o.out_dir) for o in many.outcomes])
+    if as_json:
+        _echo_json(many.to_dict())
+    elif not quiet or not many.passed:
+        multi_summary(console(), many, quiet)
+    return many.exit_code
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-t", "--target", required=True, help="Target profile name or path to a YAML profile.")
+@click.option("-d", "--data", help="Eval data with labels (.npz, .npy, image folder, module:function).")
+@click.option("--x", "x_key", default="x", show_default=True, help="Array of inputs in the .npz.")
+@click.option("--y", "y_key", default="y", show_default=True, help="Array of labels in the .npz.")
+@click.option("-c", "--config", type=click.Path(dir_okay=False),
+              help="Take data.eval, preprocess, task and quantization overrides from this edgepipe.yaml.")
+@_data_options
+@click.option("--min-accuracy", type=float, help="Fail below this top-1 accuracy (percent).")
+@click.option("--baseline-accuracy", type=float,
+              help="The float model's top-1 (percent; RMSE for regression): fail if the drop exceeds max_drop.")
+@click.option("--baseline", type=click.Path(dir_okay=False),
+              help="Take the baseline from a build's report.json (its float model's accuracy).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the report (JSON) here.")
+@_output_options
+def verify(model, target, data, x_key, y_key, config, task, scale, mean, std, min_accuracy, baseline_accuracy,
+           baseline, report_path, as_json, quiet, junit_xml, targets_dir) -> None:
+    """Gate an existing .tflite on a target: accuracy, rules, budgets (no TensorFlow needed)."""
+    from edgepipe import api
+    from edgepipe.render import TerminalProgress, console, verify_summary
+
+    with _reporting(as_json, junit_xml, "edgepipe.verify"):
+        result = api.verify(model, target, data, config=config, x_key=x_key, y_key=y_key, task=task, scale=scale,
+                            mean=mean, std=std, min_accuracy=min_accuracy, baseline_accuracy=baseline_accuracy,
+                            baseline=baseline, targets_dir=targets_dir, progress=TerminalProgress(quiet or as_json))
+    if report_path:
+        result.save(report_path)
+    _junit(junit_xml, [_suite("verify", result.report.target["name"], result.report.checks, model=model)])
+    if as_json:
+        _echo_json(result.to_dict())
+    elif not quiet or not result.passed:
+        verify_summary(console(), result, quiet)
     sys.exit(result.exit_code)
 
 
 @cli.command()
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("-t", "--target", help="Also run this target's static checks.")
-@click.option("--targets-dir", type=click.Path(file_okay=False), help="Extra folder of profiles.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-def inspect(model, target, targets_dir, as_json) -> None:
-    """Show a .tflite's ops, tensors and sizes (no TensorFlow needed)."""
+@click.option("-t", "--target", help="Also run this target's static checks (rules, flash, RAM estimate).")
+@_output_options
+def inspect(model, target, as_json, quiet, junit_xml, targets_dir) -> None:
+    """Show a .tflite's ops, tensors and sizes, and which checks of a target fail (no TensorFlow needed)."""
     from edgepipe.api import inspect as api_inspect
-    from edgepipe.render import checks_table, console, fmt_value
-    from rich.table import Table
+    from edgepipe.render import console, inspect_summary
 
-    res = api_inspect(model, target, targets_dir)
+    with _reporting(as_json, junit_xml, "edgepipe.inspect"):
+        res = api_inspect(model, target, targets_dir)
+    if res.target is not None:
+        _junit(junit_xml, [_suite("inspect", res.target.name, res.checks, model=model)])
+    code = 0 if all(c.passed for c in res.checks) else 1
     if as_json:
         _echo_json(res.to_dict())
-        sys.exit(0 if all(c.passed for c in res.checks) else 1)
-    con = console()
-    m = res.model
-    con.print(f"[bold]{m.path}[/]: {fmt_value(m.size, 'bytes')} ({fmt_value(m.weight_bytes, 'bytes')} weights), "
-              f"{len(m.operators)} ops, {len(m.tensors)} tensors, peak activations "
-              f"{fmt_value(res.memory.peak_bytes, 'bytes')}")
-    con.print("ops: " + ", ".join(f"{k}×{v}" for k, v in m.op_counts.items()))
-    table = Table("io", "name", "shape", "dtype", "scale", "zero point")
-    for role, ts in (("input", m.input_tensors), ("output", m.output_tensors)):
-        for t in ts:
-            table.add_row(role, t.name, str(list(t.shape)), t.dtype,
-                          f"{t.scale[0]:.6g}" if t.scale else "-", str(t.zero_point[0]) if t.zero_point else "-")
-    con.print(table)
-    if res.checks:
-        con.print(checks_table(list(res.checks)))
-        sys.exit(0 if all(c.passed for c in res.checks) else 1)
+    elif not quiet or code:
+        inspect_summary(console(), res, quiet)
+    sys.exit(code)
+
+
+@cli.group(cls=_Group)
+@click.option("--cache-dir", type=click.Path(file_okay=False), envvar="EDGEPIPE_CACHE_DIR",
+              help="Stage cache folder [env EDGEPIPE_CACHE_DIR; default ~/.cache/edgepipe].")
+@click.pass_context
+def cache(ctx: click.Context, cache_dir) -> None:
+    """Show or clear the stage cache."""
+    from edgepipe.pipeline.cache import CacheSettings, StageCache
+
+    ctx.obj = StageCache(CacheSettings.resolve(cache_dir))
+
+
+def _echo_doc(doc: dict, as_json: bool, text: str) -> None:
+    if as_json:
+        _echo_json(doc)
+    else:
+        click.echo(text)
+
+
+@cache.command("info")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_obj
+def cache_info(store, as_json) -> None:
+    """Where the cache is, how many entries, how large."""
+    from edgepipe.units import format_size
+
+    entries = store.entries()
+    doc = {"dir": str(store.settings.dir), "entries": len(entries), "bytes": sum(e[1] for e in entries),
+           "max_bytes": store.settings.max_bytes}
+    _echo_doc(doc, as_json, f"{doc['dir']}: {doc['entries']} entries, {format_size(doc['bytes'])} "
+                            f"(bound {format_size(doc['max_bytes'])})")
+
+
+@cache.command("clear")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_obj
+def cache_clear(store, as_json) -> None:
+    """Delete every cache entry."""
+    doc = {"dir": str(store.settings.dir), "removed": store.clear()}
+    _echo_doc(doc, as_json, f"removed {doc['removed']} entries from {doc['dir']}")
 
 
 def main() -> None:

@@ -76,33 +76,128 @@ def checks_table(checks: list[Check]) -> Table:
     return table
 
 
-def build_summary(con: Console, result) -> None:
-    """A short human summary of one build."""
+def build_summary(con: Console, result, quiet: bool = False) -> None:
+    """A short human summary of one build (``quiet``: only the verdict and failures)."""
     rep = result.report.to_dict()
-    m = rep.get("model", {})
-    con.print(f"[bold]edgepipe build[/] target [cyan]{rep['target']['name']}[/] "
-              f"({rep['quantization']['scheme']}, I/O {rep['quantization']['input_dtype']})")
-    if m:
-        con.print(f"  model  {m['keras_name']}: {m['params']:,} params -> {format_size(m['tflite_bytes'])} .tflite, "
-                  f"{sum(m['ops'].values())} ops ({', '.join(m['ops'])})")
-    acc = rep.get("accuracy")
-    if acc and acc["task"] == "classification":
-        con.print(f"  top-1  float {acc['float']['top1']:.2f}%  quantized {acc['quantized']['top1']:.2f}%  "
-                  f"agreement {acc['agreement']:.1f}%  SQNR {acc['output_error']['sqnr_db']:.1f} dB  "
-                  f"({acc['samples']} samples)")
-    elif acc:
-        con.print(f"  RMSE   float {acc['float']['rmse']:.4g}  quantized {acc['quantized']['rmse']:.4g}")
-    lat = rep.get("latency", {}).get("host")
-    if lat:
-        con.print(f"  latency {format_time(lat['median_s'])} median on this host ({lat['threads']} threads; "
-                  "host-measured, not the device)")
-    con.print(checks_table(result.report.checks))
-    for name, path in result.artifacts.items():
-        con.print(f"  wrote {path}")
-    failed = result.report.failed_checks
+    if not quiet:
+        m = rep.get("model", {})
+        con.print(f"[bold]edgepipe build[/] target [cyan]{rep['target']['name']}[/] "
+                  f"({rep['quantization']['scheme']}, I/O {rep['quantization']['input_dtype']})")
+        if m:
+            con.print(f"  model  {m['keras_name']}: {m['params']:,} params -> {format_size(m['tflite_bytes'])} "
+                      f".tflite, {sum(m['ops'].values())} ops ({', '.join(m['ops'])})")
+        _accuracy_line(con, rep.get("accuracy"))
+        _latency_line(con, rep.get("latency", {}).get("host"))
+        con.print(checks_table(result.report.checks))
+        for name, path in result.artifacts.items():
+            con.print(f"  wrote {path}")
+        replayed = [k for k, v in rep.get("cache", {}).get("stages", {}).items() if v == "hit"]
+        if replayed:
+            con.print(f"  [dim]replayed from the cache: {', '.join(replayed)}[/]")
+    verdict(con, result.report.checks)
+
+
+def verify_summary(con: Console, result, quiet: bool = False) -> None:
+    """A short human summary of one ``edgepipe verify``."""
+    rep = result.report.to_dict()
+    if not quiet:
+        m = rep["model"]
+        con.print(f"[bold]edgepipe verify[/] {m['path']} on target [cyan]{rep['target']['name']}[/]: "
+                  f"{format_size(m['tflite_bytes'])}, {sum(m['ops'].values())} ops ({', '.join(m['ops'])})")
+        _accuracy_line(con, rep.get("accuracy"))
+        _latency_line(con, rep.get("latency", {}).get("host"))
+        con.print(checks_table(result.report.checks))
+        for note in rep["notes"]:
+            con.print(f"  [yellow]note:[/] {note}")
+    verdict(con, result.report.checks)
+
+
+def inspect_summary(con: Console, res, quiet: bool = False) -> None:
+    """Ops, I/O tensors and sizes of a .tflite, then which of the target's checks would fail."""
+    if not quiet:
+        m = res.model
+        con.print(f"[bold]{m.path}[/]: {fmt_value(m.size, 'bytes')} ({fmt_value(m.weight_bytes, 'bytes')} weights), "
+                  f"{len(m.operators)} ops, {len(m.tensors)} tensors, peak activations "
+                  f"{fmt_value(res.memory.peak_bytes, 'bytes')}")
+        con.print("ops: " + ", ".join(f"{k}×{v}" for k, v in m.op_counts.items()))
+        table = Table("io", "name", "shape", "dtype", "scale", "zero point")
+        for role, ts in (("input", m.input_tensors), ("output", m.output_tensors)):
+            for t in ts:
+                table.add_row(role, t.name, str(list(t.shape)), t.dtype,
+                              f"{t.scale[0]:.6g}" if t.scale else "-", str(t.zero_point[0]) if t.zero_point else "-")
+        con.print(table)
+        if res.checks:
+            con.print(checks_table(list(res.checks)))
+    if res.target is not None:
+        verdict(con, list(res.checks), f"on target {res.target.name}")
+
+
+def multi_summary(con: Console, many, quiet: bool = False) -> None:
+    """One row per target, then each failure; ``quiet`` keeps only the failing targets."""
+    table = Table(title="targets")
+    for col in ("target", "status", "flash", "ram", "top-1 int8", "failed checks", "output"):
+        table.add_column(col, overflow="fold")
+    for o in many.outcomes:
+        if quiet and o.exit_code == 0:
+            continue
+        if o.error:
+            table.add_row(o.target, _EXIT_STATUS[2], "-", "-", "-", "-", str(o.out_dir))
+            continue
+        checks = {c.name: c for c in o.result.report.checks}
+        acc = o.result.report.sections.get("accuracy", {}).get("quantized", {}).get("top1")
+        table.add_row(o.target, _EXIT_STATUS[o.exit_code], _measured(checks.get("flash")),
+                      _measured(checks.get("ram")), "-" if acc is None else f"{acc:.2f}%",
+                      ", ".join(c.name for c in o.result.report.failed_checks) or "-", str(o.out_dir))
+    con.print(table)
+    for o in many.outcomes:
+        if o.error:
+            con.print(f"  [red]✗[/] {o.target}: error: {o.error}")
+        elif o.exit_code:
+            for c in o.result.report.failed_checks:
+                con.print(f"  [red]✗[/] {o.target} {c.name}: {c.detail}")
+    counts = [sum(o.exit_code == code for o in many.outcomes) for code in (0, 1, 2)]
+    con.print(f"{_EXIT_STATUS[many.exit_code]}: {counts[0]} passed, {counts[1]} failed, {counts[2]} stopped on "
+              f"bad input: exit {many.exit_code}")
+
+
+def verdict(con: Console, checks: list[Check], where: str = "") -> None:
+    """PASSED, or FAILED with each failed check's detail."""
+    failed = [c for c in checks if not c.passed]
+    suffix = f" {where}" if where else ""
     if failed:
-        con.print(f"[bold red]FAILED[/] ({len(failed)} check{'s' if len(failed) > 1 else ''}): exit 1")
+        con.print(f"[bold red]FAILED[/]{suffix} ({len(failed)} check{'s' if len(failed) > 1 else ''}): exit 1")
         for c in failed:
             con.print(f"  [red]✗[/] {c.name}: {c.detail}")
     else:
-        con.print("[bold green]PASSED[/]: every check within budget")
+        con.print(f"[bold green]PASSED[/]{suffix}: every check within budget")
+
+
+_EXIT_STATUS = {0: "[bold green]PASSED[/]", 1: "[bold red]FAILED[/]", 2: "[bold red]ERROR[/]"}
+
+
+def _measured(check: Check | None) -> str:
+    return "-" if check is None else fmt_value(check.measured, check.unit)
+
+
+def _accuracy_line(con: Console, acc: dict | None) -> None:
+    if not acc:
+        return
+    q = acc["quantized"]
+    if acc["task"] == "classification" and "float" in acc:
+        con.print(f"  top-1  float {acc['float']['top1']:.2f}%  quantized {q['top1']:.2f}%  "
+                  f"agreement {acc['agreement']:.1f}%  SQNR {acc['output_error']['sqnr_db']:.1f} dB  "
+                  f"({acc['samples']} samples)")
+    elif acc["task"] == "classification":
+        base = acc.get("baseline")
+        against = f"  baseline {base['top1']:.2f}% ({base['source']})" if base else ""
+        con.print(f"  top-1  {q['top1']:.2f}% on {acc['samples']} samples{against}")
+    elif "float" in acc:
+        con.print(f"  RMSE   float {acc['float']['rmse']:.4g}  quantized {q['rmse']:.4g}")
+    else:
+        con.print(f"  RMSE   {q['rmse']:.4g} on {acc['samples']} samples")
+
+
+def _latency_line(con: Console, lat: dict | None) -> None:
+    if lat:
+        con.print(f"  latency {format_time(lat['median_s'])} median on this host ({lat['threads']} threads; "
+                  "host-measured, not the device)")

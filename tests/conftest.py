@@ -7,13 +7,17 @@ fixed seeds, so accuracy figures are real but the suite stays fast.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+
+from ep_helpers import write_project
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Builds cache stage results; tests keep theirs out of the user's ~/.cache.
+os.environ.setdefault("EDGEPIPE_CACHE_DIR", tempfile.mkdtemp(prefix="edgepipe-test-cache-"))
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -61,21 +65,6 @@ def data_npz(tmp_path_factory, digits):
     x_tr, y_tr, x_ev, y_ev = digits
     path = tmp_path_factory.mktemp("data") / "digits.npz"
     np.savez(path, x=x_tr[:100], x_eval=x_ev, y_eval=y_ev, x_train=x_tr, y_train=y_tr)
-    return path
-
-
-def write_project(folder: Path, model: Path, data: Path, **extra) -> Path:
-    """An edgepipe.yaml pointing at ``model`` and ``data``."""
-    cfg = {
-        "model": str(model),
-        "data": {
-            "representative": {"path": str(data), "x": "x"},
-            "eval": {"path": str(data), "x": "x_eval", "y": "y_eval"},
-        },
-    }
-    cfg.update(extra)
-    path = folder / "edgepipe.yaml"
-    path.write_text(yaml.safe_dump(cfg))
     return path
 
 

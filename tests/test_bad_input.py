@@ -9,7 +9,7 @@ from edgepipe.cli import cli
 
 
 def _build(tmp_path, model, data, **cfg_extra):
-    from conftest import write_project
+    from ep_helpers import write_project
 
     cfg = write_project(tmp_path, model, data, **cfg_extra)
     return CliRunner().invoke(cli, ["build", "-t", "rpi4", "-c", str(cfg), "-o", str(tmp_path / "out")])
@@ -116,7 +116,7 @@ def test_data_from_a_callable_and_an_image_folder(tmp_path, tiny_model_path, dig
     (tmp_path / "mydata.py").write_text(
         "import numpy as np\n"
         f"def calib():\n    return np.load({str(tmp_path / 'c.npy')!r})\n")
-    np.save(tmp_path / "c.npy", x_tr[:40])
+    np.save(tmp_path / "c.npy", x_tr[:40] * 255)  # raw pixels, like the images: preprocess.scale applies to both
     monkeypatch.syspath_prepend(str(tmp_path))
     cfg = {"model": str(tiny_model_path), "preprocess": {"scale": 1 / 255},
            "data": {"representative": "mydata:calib", "eval": str(root)}}

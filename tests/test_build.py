@@ -44,7 +44,7 @@ def test_peak_memory_estimate_covers_the_largest_activation(tiny_build):
 
 
 def test_cli_build_fails_with_exit_1_on_a_budget_and_still_writes(tmp_path, tiny_model_path, data_npz):
-    from conftest import write_project
+    from ep_helpers import write_project
 
     cfg = write_project(tmp_path, tiny_model_path, data_npz)
     (tmp_path / "tiny-board.yaml").write_text("extends: rpi4\nmemory:\n  flash: 1KiB\n")
@@ -61,7 +61,7 @@ def test_int8_only_target_fails_on_a_float_island(tmp_path, digits):
     """ELU has no int8 kernel: the converter silently inserts DEQUANTIZE/QUANTIZE."""
     import edgepipe
     import keras
-    from conftest import write_project
+    from ep_helpers import write_project
 
     keras.utils.set_random_seed(1)
     inp = keras.Input((8, 8, 1))
@@ -82,7 +82,7 @@ def test_int8_only_target_fails_on_a_float_island(tmp_path, digits):
 def test_h5_and_savedmodel_inputs_build(tmp_path, tiny_model_path, data_npz):
     import edgepipe
     import keras
-    from conftest import write_project
+    from ep_helpers import write_project
 
     model = keras.models.load_model(tiny_model_path)
     model.save(tmp_path / "m.h5")
@@ -96,7 +96,7 @@ def test_h5_and_savedmodel_inputs_build(tmp_path, tiny_model_path, data_npz):
 
 def test_uint8_io_target_gets_uint8_io(tmp_path, tiny_model_path, data_npz):
     import edgepipe
-    from conftest import write_project
+    from ep_helpers import write_project
 
     cfg = write_project(tmp_path, tiny_model_path, data_npz)
     result = edgepipe.build("coral-edgetpu", cfg, out=tmp_path / "out")

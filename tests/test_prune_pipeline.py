@@ -41,7 +41,7 @@ def test_pruned_channel_counts_follow_the_target_multiple(pruned_build):
 
 
 def test_finetune_without_training_data_is_a_usage_error(tmp_path, tiny_model_path, data_npz):
-    from conftest import write_project
+    from ep_helpers import write_project
 
     cfg = write_project(tmp_path, tiny_model_path, data_npz, prune={"ratio": 0.5, "finetune": {"epochs": 1}})
     res = CliRunner().invoke(cli, ["build", "-t", "rpi4", "-c", str(cfg), "-o", str(tmp_path / "o")])
@@ -51,7 +51,7 @@ def test_finetune_without_training_data_is_a_usage_error(tmp_path, tiny_model_pa
 
 
 def test_ratio_outside_range_names_the_key_and_line(tmp_path, tiny_model_path, data_npz):
-    from conftest import write_project
+    from ep_helpers import write_project
 
     cfg = write_project(tmp_path, tiny_model_path, data_npz, prune={"ratio": 1.5})
     with pytest.raises(ConfigError) as exc:
@@ -60,7 +60,7 @@ def test_ratio_outside_range_names_the_key_and_line(tmp_path, tiny_model_path, d
 
 
 def test_unknown_layer_in_per_layer_lists_close_names(tmp_path, tiny_model_path, data_npz):
-    from conftest import write_project
+    from ep_helpers import write_project
 
     cfg = write_project(tmp_path, tiny_model_path, data_npz, prune={"per_layer": {"con": 0.5}})
     with pytest.raises(UnknownNameError) as exc:

@@ -99,7 +99,10 @@ class Accuracy(_Strict):
     ``absolute``: ``max_drop`` is in percentage points of top-1 (1.0 = one point).
     ``relative``: ``max_drop`` is a percentage of the float model's accuracy.
     ``max_lsb_diff``: largest allowed output difference, in LSBs, between the
-    device runtime and the host reference kernels.
+    device runtime and the host reference kernels, per kernel: differences
+    compound end to end (through a softmax, 1 LSB becomes several), so when
+    the outputs differ by more, each op is re-run alone to find the kernel
+    (see docs/verification.md).
     """
 
     max_drop: float = Field(default=1.0, ge=0)

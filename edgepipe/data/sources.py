@@ -8,7 +8,7 @@ A *source spec* is one of:
 - ``"package.module:function"`` — a callable returning ``x`` or ``(x, y)``.
 
 Arrays from ``.npy`` are memory-mapped, so a large eval set is not read
-until it is used.
+until it is used; with ``lazy=True`` an image folder is too (:class:`LazyImages`).
 """
 
 from __future__ import annotations
@@ -70,14 +70,17 @@ class SourceSpec:
         return cls(path=Path(base, text), x_key=spec.get("x", "x"), y_key=spec.get("y", "y"), y_path=y_path)
 
 
-def load_dataset(spec: SourceSpec, need_labels: bool = False) -> Dataset:
-    """Load a dataset; a missing file or key names what exists instead."""
+def load_dataset(spec: SourceSpec, need_labels: bool = False, lazy: bool = False) -> Dataset:
+    """Load a dataset; a missing file or key names what exists instead.
+
+    ``lazy``: an image folder is read as it is sliced (``.npy`` is always memory-mapped).
+    """
     if spec.callable:
         ds = _from_callable(spec.callable)
     elif spec.path is None or not spec.path.exists():
         raise InputError(str(spec.path), "a data file or folder", "no such file")
     elif spec.path.is_dir():
-        ds = _from_image_folder(spec.path)
+        ds = _from_image_folder(spec.path, lazy)
     elif spec.path.suffix == ".npz":
         ds = _from_npz(spec)
     elif spec.path.suffix == ".npy":
@@ -123,28 +126,55 @@ def _npy(path: Path) -> np.ndarray:
         raise InputError(str(path), "a readable .npy array", f"{type(exc).__name__}: {exc}") from None
 
 
-def _from_image_folder(root: Path) -> Dataset:
-    """Folder/<class>/<image>; class ids follow the sorted sub-folder names."""
-    from PIL import Image
+def _from_image_folder(root: Path, lazy: bool = False) -> Dataset:
+    """Folder/<class>/<image>; class ids follow the sorted sub-folder names.
 
+    ``lazy``: images are read when sliced (:class:`LazyImages`), not now.
+    """
     classes = sorted(d.name for d in root.iterdir() if d.is_dir())
     if not classes:
         raise InputError(str(root), "one sub-folder per class with images inside", "no sub-folders")
-    xs, ys, size = [], [], None
-    for label, name in enumerate(classes):
-        for f in sorted((root / name).iterdir()):
-            if f.suffix.lower() not in _IMAGE_EXT:
-                continue
-            img = np.asarray(Image.open(f))
-            if size is None:
-                size = img.shape
-            if img.shape != size:
-                raise InputError(str(f), f"an image of shape {size} like the others", f"shape {img.shape}")
-            xs.append(img if img.ndim == 3 else img[..., None])
-            ys.append(label)
-    if not xs:
+    files = [(f, label) for label, name in enumerate(classes) for f in sorted((root / name).iterdir())
+             if f.suffix.lower() in _IMAGE_EXT]
+    if not files:
         raise InputError(str(root), f"images ({', '.join(sorted(_IMAGE_EXT))})", "none")
-    return Dataset(np.stack(xs), np.asarray(ys, np.int64), str(root), (root,))
+    images = LazyImages(tuple(f for f, _ in files))
+    x = images if lazy else images[:]
+    return Dataset(x, np.asarray([label for _, label in files], np.int64), str(root), (root,))
+
+
+class LazyImages:
+    """An image folder that reads its files only when sliced; ``shape``, ``len``, ``dtype`` like an array.
+
+    Every image must have the shape of the first one (a channel axis is added to grey images).
+    """
+
+    def __init__(self, files: tuple[Path, ...]):
+        self.files = files
+        first = self._read(files[0], None)
+        self.shape = (len(files), *first.shape)
+        self.dtype = first.dtype
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index) -> np.ndarray:
+        if isinstance(index, (int, np.integer)):
+            return self._read(self.files[index], self.shape[1:])
+        picked = self.files[index] if isinstance(index, slice) else [self.files[i] for i in np.asarray(index)]
+        return np.stack([self._read(f, self.shape[1:]) for f in picked]) if len(picked) else \
+            np.zeros((0, *self.shape[1:]), self.dtype)
+
+    @staticmethod
+    def _read(path: Path, shape: tuple | None) -> np.ndarray:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            img = np.asarray(im)
+        img = img if img.ndim == 3 else img[..., None]
+        if shape is not None and img.shape != tuple(shape):
+            raise InputError(str(path), f"an image of shape {tuple(shape)} like the others", f"shape {img.shape}")
+        return img
 
 
 def _from_callable(target: str) -> Dataset:

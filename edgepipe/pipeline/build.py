@@ -14,56 +14,65 @@ from pathlib import Path
 from edgepipe.config.project import ProjectConfig
 from edgepipe.config.targets import ResolvedTarget
 from edgepipe.pipeline import budgets_stage, check_stage, emit_stage, prune_stage, quantize_stage, verify_stage
+from edgepipe.pipeline.cache import StageCache, open_cache
 from edgepipe.pipeline.context import BuildContext
+from edgepipe.pipeline.lock import DEFAULT_TIMEOUT, output_lock
+from edgepipe.pipeline.memo import StageMemo
 from edgepipe.pipeline.progress import SILENT, Progress
-from edgepipe.pipeline.report import BuildReport
+from edgepipe.pipeline.report import BuildReport, ReportVerdict
+from edgepipe.runtimes import require_runtime
+
+#: The stages that need the float Keras model: replayed from the cache together, or run together.
+MODEL_STAGES = ("prune", "quantize", "verify")
 
 
 @dataclass
-class BuildResult:
+class BuildResult(ReportVerdict):
     """What a build produced; ``report`` holds every figure and check."""
 
     report: BuildReport
     out_dir: Path
     artifacts: dict[str, Path] = field(default_factory=dict)
 
-    @property
-    def passed(self) -> bool:
-        return self.report.passed
 
-    @property
-    def exit_code(self) -> int:
-        return self.report.exit_code
+def run_build(project: ProjectConfig, target: ResolvedTarget, out_dir: Path, progress: Progress = SILENT,
+              cache: StageCache | None = None, lock_timeout: float = DEFAULT_TIMEOUT) -> BuildResult:
+    """Run every stage for one target and write the artifacts to ``out_dir``.
 
-
-def run_build(project: ProjectConfig, target: ResolvedTarget, out_dir: Path,
-              progress: Progress = SILENT) -> BuildResult:
-    """Run every stage for one target and write the artifacts to ``out_dir``."""
-    ctx = new_context(project, target, out_dir, progress)
+    The stages that need the float model are replayed from ``cache`` when
+    nothing they read has changed (see :mod:`edgepipe.pipeline.memo`); the
+    output folder is locked from the first stage that may write to it.
+    """
+    ctx = new_context(project, target, out_dir, progress, cache)
     with ctx.stage("load"):
         load(ctx)
-    with ctx.stage("prune"):
-        prune_stage.run(ctx)
-    with ctx.stage("quantize"):
-        quantize_stage.run(ctx)
-    with ctx.stage("check"):
-        check_stage.run(ctx)
-    with ctx.stage("verify"):
-        verify_stage.run(ctx)
-        prune_stage.check_against_original(ctx)
-    with ctx.stage("budgets"):
-        budgets_stage.run(ctx)
-    with ctx.stage("emit"):
-        emit_stage.run(ctx)
+    memo = StageMemo(ctx, ctx.cache, MODEL_STAGES)
+    with output_lock(out_dir, lock_timeout):
+        with ctx.stage("prune"):
+            memo.run("prune", prune_stage.run)
+        with ctx.stage("quantize"):
+            memo.run("quantize", quantize_stage.run)
+        with ctx.stage("check"):
+            check_stage.run(ctx)
+        with ctx.stage("verify"):
+            memo.run("verify", verify_stage.run)
+            prune_stage.check_against_original(ctx)
+        with ctx.stage("budgets"):
+            budgets_stage.run(ctx)
+        with ctx.stage("emit"):
+            ctx.report.sections["cache"] = memo.summary()
+            emit_stage.run(ctx)
     return BuildResult(ctx.report, out_dir, ctx.artifacts)
 
 
-def new_context(project: ProjectConfig, target: ResolvedTarget, out_dir: Path, progress: Progress) -> BuildContext:
+def new_context(project: ProjectConfig, target: ResolvedTarget, out_dir: Path, progress: Progress,
+                cache: StageCache | None = None) -> BuildContext:
     from edgepipe.pipeline.settings import convert_settings
 
     p = target.profile
+    require_runtime(p, "building")
     report = BuildReport(target={"name": p.name, "chain": list(target.chain), "profile": p.to_dict()})
-    ctx = BuildContext(project, target, out_dir, progress, report)
+    ctx = BuildContext(project, target, out_dir, progress, report, cache=open_cache(cache))
     ctx.settings = convert_settings(p, project)
     report.sections["quantization"] = ctx.settings.to_dict()
     return ctx
@@ -75,6 +84,9 @@ def load(ctx: BuildContext) -> None:
 
     q = ctx.project.quantization
     samples = q.calibration_samples or ctx.profile.quantization.calibration_samples
-    ctx.inputs = load_inputs(ctx.project, ctx.profile, samples, ctx.settings.scheme)
-    ctx.model = ctx.inputs.model
+    ctx.inputs = load_inputs(ctx.project, ctx.profile, samples, ctx.settings.scheme, ctx.cache)
+    ctx.model = ctx.inputs.model  # None when the model's shape came from the cache: loaded when needed
     ctx.report.inputs = {**ctx.inputs.hashes(), "config": {"path": ctx.project.source}}
+    for note in ctx.inputs.notes:  # calibration-data warnings (data/calibration.py)
+        ctx.report.notes.append(note)
+        ctx.progress.note(note)

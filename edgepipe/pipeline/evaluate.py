@@ -1,43 +1,61 @@
-"""Float model and quantized model side by side on the eval data."""
+"""Accuracy of one converted model on the build's eval data, and the check against ``max_drop``.
+
+Shared by the accuracy-aware loop (quantize stage) and the verify stage; the
+harness itself is :mod:`edgepipe.harness.harness`.
+"""
 
 from __future__ import annotations
 
-import numpy as np
+import os
 
 from edgepipe.checks import Check
-from edgepipe.config.schema import Accuracy
-from edgepipe.pipeline.progress import Progress
-from edgepipe.runtimes.litert import LiteRTRunner
-from edgepipe.verify import metrics
+from edgepipe.config.schema import Accuracy, TargetProfile
+from edgepipe.errors import EdgepipeError
+from edgepipe.pipeline.context import BuildContext
+from edgepipe.harness import metrics
+from edgepipe.harness.harness import EvalData
 
 
-def predict_keras(model, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
-    """Float reference outputs from the Keras model itself."""
-    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), np.float32)
+def eval_data(ctx: BuildContext) -> EvalData | None:
+    """The build's eval split as harness data (already validated and preprocessed by the loader)."""
+    ev = ctx.inputs.eval
+    if ev is None:
+        return None
+    n_classes = ctx.inputs.n_outputs if ctx.project.task == "classification" else None
+    return EvalData(ev.x, ev.y, ev.where, task=ctx.project.task, n_classes=n_classes)
 
 
-def predict_tflite(runner: LiteRTRunner, x: np.ndarray, progress: Progress, label: str) -> np.ndarray:
-    with progress.task(label, len(x)) as update:
-        return runner.predict(x, on_batch=update)
+def eval_threads(profile: TargetProfile) -> int:
+    """Threads for host evaluation: the device's count, but no more than this host has."""
+    return max(1, min(profile.threads, os.cpu_count() or 1))
 
 
-def compare(task: str, y: np.ndarray, float_out: np.ndarray, quant_out: np.ndarray, n_classes: int | None) -> dict:
-    """The accuracy section of the report."""
-    out = {"task": task, "samples": int(len(y)),
-           "output_error": metrics.output_error(float_out, quant_out)}
-    if task == "classification":
-        out["float"] = metrics.classification(y, float_out)
-        out["quantized"] = metrics.classification(y, quant_out)
-        out["agreement"] = metrics.agreement(float_out, quant_out)
-        if n_classes:
-            out["confusion_matrix"] = metrics.confusion_matrix(y, quant_out, n_classes)
-    else:
-        out["float"] = metrics.regression(y, float_out)
-        out["quantized"] = metrics.regression(y, quant_out)
-    return out
+def measure(ctx: BuildContext, data: EvalData, tflite_bytes: bytes, runner_name: str, label: str,
+            reference=None, reference_samples: int | None = None):
+    """(accuracy section, runner) for ``tflite_bytes`` on ``data``, cross-checked with ``reference`` if given."""
+    from edgepipe.runtimes.base import XNNPACK, make_runner
+    from edgepipe.tflite.model import parse_tflite
+    from edgepipe.harness.harness import evaluate, float_outputs
+
+    fallback = None
+    try:
+        runner = make_runner(runner_name, tflite_bytes, eval_threads(ctx.profile))
+    except (RuntimeError, ValueError, EdgepipeError) as exc:  # e.g. the reference kernels lack a float op
+        runner = make_runner(XNNPACK, tflite_bytes, eval_threads(ctx.profile))
+        fallback = f"{runner_name} cannot run the model ({first_line(exc)}); measured with {XNNPACK}"
+    acc = evaluate(data, float_outputs(ctx.model, data), runner, parse_tflite(tflite_bytes), reference=reference,
+                   reference_samples=reference_samples, progress=ctx.progress, label=label)
+    acc["runtime"] = {"name": runner.name, "threads": eval_threads(ctx.profile), "batched": runner.batched,
+                      "batching": runner.batch_note, **({"fallback": fallback} if fallback else {})}
+    return acc, runner
 
 
-def accuracy_check(acc: dict | None, rule: Accuracy) -> Check:
+def first_line(exc: Exception) -> str:
+    """The first line of an exception's message (runtimes' messages run long)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def accuracy_check(acc: dict | None, rule: Accuracy, source: str = "measured:litert-host") -> Check:
     """Top-1 drop (classification) or RMSE growth (regression) against max_drop."""
     if acc is None:
         return Check("accuracy", "skip", detail="no eval data: accuracy was not verified (set data.eval)")
@@ -54,4 +72,4 @@ def accuracy_check(acc: dict | None, rule: Accuracy) -> Check:
     status = "pass" if drop <= rule.max_drop + 1e-9 else "fail"
     acc["drop"] = drop
     acc["drop_unit"] = unit
-    return Check("accuracy", status, round(drop, 4), rule.max_drop, unit, detail, "measured:litert-host")
+    return Check("accuracy", status, round(drop, 4), rule.max_drop, unit, detail, source)

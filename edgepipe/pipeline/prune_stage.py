@@ -64,7 +64,7 @@ def check_against_original(ctx: BuildContext) -> None:
     base = section.get("accuracy", {}).get("float_original") if section.get("enabled") else None
     if base is None or quant is None:
         return
-    from edgepipe.verify.metrics import accuracy_drop
+    from edgepipe.harness.metrics import accuracy_drop
 
     rule = ctx.profile.accuracy
     drop = accuracy_drop(base, quant, rule.drop_mode)

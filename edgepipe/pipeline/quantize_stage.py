@@ -1,8 +1,14 @@
-"""Quantize and convert the model with the target's settings, then parse the result."""
+"""Quantize and convert the model with the target's settings, then parse the result.
+
+With eval data, the converted model is measured at once and, if it misses the
+accuracy budget, :mod:`edgepipe.pipeline.accuracy_aware` tries what the target
+permits before the check stage sees the model.
+"""
 
 from __future__ import annotations
 
 from edgepipe.config.schema import Scheme
+from edgepipe.pipeline import accuracy_aware
 from edgepipe.pipeline.context import BuildContext
 from edgepipe.tflite.model import parse_tflite
 
@@ -16,6 +22,7 @@ def run(ctx: BuildContext) -> None:
     with ctx.progress.task("calibrating", total) as update:
         ctx.tflite_bytes = convert(ctx.model, rep, ctx.settings, on_sample=lambda i: update(i + 1))
     ctx.tflite = parse_tflite(ctx.tflite_bytes, "converted model")
+    accuracy_aware.run(ctx)
     ctx.report.sections["model"] = model_section(ctx.model, ctx.tflite)
 
 

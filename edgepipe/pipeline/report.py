@@ -2,8 +2,8 @@
 
 A result object that owns its persistence (``save``); the CLI renders it,
 the library never prints. ``report.json`` is versioned by ``schema``;
-fields under ``timings`` and ``created`` are the only ones that change
-between two identical builds.
+the fields in :data:`VOLATILE` are the only ones that change between two
+identical builds (:func:`stable_view` drops them, for comparisons).
 """
 
 from __future__ import annotations
@@ -20,6 +20,16 @@ from edgepipe.errors import EXIT_CHECK_FAILED, EXIT_OK
 
 SCHEMA = "edgepipe.build-report/1"
 TOOLS = ("tensorflow", "keras", "ai-edge-litert", "numpy", "tflite-micro", "ethos-u-vela")
+#: Wall times, the clock, host measurements and cache use: everything else is reproducible.
+VOLATILE = ("created", "timings", "cache", "latency.host")
+
+
+def stable_view(doc: dict) -> dict:
+    """A report dict without the :data:`VOLATILE` fields."""
+    out = {k: v for k, v in doc.items() if k not in ("created", "timings", "cache")}
+    if isinstance(out.get("latency"), dict):
+        out["latency"] = {k: v for k, v in out["latency"].items() if k != "host"}
+    return out
 
 
 def tool_versions() -> dict[str, str | None]:
@@ -31,6 +41,20 @@ def tool_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[name] = None
     return out
+
+
+class ReportVerdict:
+    """``passed`` and ``exit_code`` for a result object that holds a ``report``."""
+
+    report: "BuildReport"
+
+    @property
+    def passed(self) -> bool:
+        return self.report.passed
+
+    @property
+    def exit_code(self) -> int:
+        return self.report.exit_code
 
 
 @dataclass

@@ -25,8 +25,8 @@ __all__ = [
 _LAZY = {
     "prune_model": "edgepipe.prune.channel",
     "PruneResult": "edgepipe.prune.result",
-    "finetune": "edgepipe.prune.finetune",
-    "FinetuneResult": "edgepipe.prune.finetune",
+    "finetune": "edgepipe.prune.recovery",
+    "FinetuneResult": "edgepipe.prune.recovery",
     "apply_mn_sparsity": "edgepipe.prune.mn_sparsity",
     "MnResult": "edgepipe.prune.mn_sparsity",
 }

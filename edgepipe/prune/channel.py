@@ -16,7 +16,7 @@ from edgepipe.errors import ConfigError
 from edgepipe.prune.graph import DependencyGraph
 from edgepipe.prune.group import Block, Group, partition
 from edgepipe.prune.importance import block_scores
-from edgepipe.prune.rebuild import plan_layers, rebuild
+from edgepipe.prune.rebuild import plan_inputs, plan_layers, rebuild
 from edgepipe.prune.result import KeptLayer, PruneResult
 from edgepipe.prune.settings import PruneSettings, check_layer_names
 from edgepipe.prune.stats import compare, model_stats
@@ -38,9 +38,11 @@ def prune_model(
     for name in exclude:
         graph.exclude(name, f"excluded layer {name}")
     roots = graph.roots()
-    groups, pruned = decide(partition(graph, roots), settings, channel_multiple,
-                            block_scores(graph, roots, settings.importance))
-    new_model = rebuild(model, plan_layers(graph, ~np.isin(roots, pruned)))
+    score = block_scores(graph, roots, settings.importance)
+    groups, pruned = decide(partition(graph, roots), settings, channel_multiple, score)
+    keep_id = ~np.isin(roots, pruned)
+    plans = plan_layers(graph, keep_id)
+    new_model = rebuild(model, plans, plan_inputs(graph, keep_id))
     layers, totals = compare(model_stats(model), model_stats(new_model))
     return PruneResult(
         model=new_model,
@@ -53,6 +55,7 @@ def prune_model(
         groups=tuple(groups),
         kept_whole=tuple(KeptLayer(p, r) for p, r in graph.unknown.items()),
         notes=_unused_names(settings, groups),
+        kept_indices={path: plan.kept_indices() for path, plan in plans.items()},
     )
 
 

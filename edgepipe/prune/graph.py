@@ -97,6 +97,7 @@ class DependencyGraph:
         self.calls: list[TracedCall] = []
         self.unknown: dict[str, str] = {}
         self.output_paths: list[str] = []
+        self.nested_inputs: dict[str, list[np.ndarray]] = {}
         self._frozen: dict[int, str] = {}
         self._layer_ids: dict[int, np.ndarray] = {}
         inputs = [self._fresh(tuple(t.shape), "model input") for t in graph.inputs]
@@ -155,6 +156,7 @@ class DependencyGraph:
             ins = [known[id(t)][0] for t in node.input_tensors]
             op, path = node.operation, prefix + node.operation.name
             if is_graph_model(op):
+                self.nested_inputs.setdefault(path, ins)
                 outs = self._trace(graph_of(op), ins, path + "/")
             else:
                 outs = [(v, path) for v in self._trace_call(path, op, node, ins)]

@@ -29,6 +29,9 @@ class LayerPlan:
     keep: dict[str, np.ndarray]
     config: dict
 
+    def kept_indices(self) -> dict[str, tuple[int, ...]]:
+        return {v: tuple(np.flatnonzero(mask).tolist()) for v, mask in self.keep.items()}
+
     def slice(self, name: str, value: np.ndarray) -> np.ndarray:
         for axis, vector in self.spec.get(name, ()):
             mask = self.keep[vector]
@@ -50,6 +53,14 @@ def plan_layers(graph: DependencyGraph, keep_id: np.ndarray) -> dict[str, LayerP
     return plans
 
 
+def plan_inputs(graph: DependencyGraph, keep_id: np.ndarray) -> dict[str, list[int]]:
+    """Input widths of nested models: they follow the tensors they are called on."""
+    return {
+        path: [int(keep_id[vec].sum()) for vec in vectors]
+        for path, vectors in graph.nested_inputs.items()
+    }
+
+
 def _config_edits(call: TracedCall, keep_out: np.ndarray) -> dict:
     kept, key = int(keep_out.sum()), call.rule.config_key
     if keep_out.all() or key is None:
@@ -60,9 +71,12 @@ def _config_edits(call: TracedCall, keep_out: np.ndarray) -> dict:
     return {key: kept}
 
 
-def rebuild(model: keras.Model, plans: dict[str, LayerPlan]) -> keras.Model:
+def rebuild(
+    model: keras.Model, plans: dict[str, LayerPlan], input_widths: dict[str, list[int]] | None = None
+) -> keras.Model:
     """A new model with the plans applied and every weight copied or sliced."""
-    new = _clone(model, lambda path, layer: _make_layer(path, layer, plans.get(path)), "")
+    make = lambda path, layer: _make_layer(path, layer, plans.get(path))  # noqa: E731
+    new = _clone(model, make, "", input_widths or {})
     fresh_layers = leaf_layers(new)
     for path, old in leaf_layers(model).items():
         fresh = fresh_layers.get(path)
@@ -88,22 +102,29 @@ def _make_layer(path: str, layer: keras.layers.Layer, plan: LayerPlan | None):
         raise RebuildError(path, type(layer).__name__, exc) from exc
 
 
-def _clone(model: keras.Model, make: Callable, prefix: str) -> keras.Model:
-    """clone_model, recursing into nested models and keeping input names."""
+def _clone(model: keras.Model, make: Callable, path: str, widths: dict) -> keras.Model:
+    """clone_model, recursing into nested models and keeping input names.
+
+    A nested model gets inputs as wide as the (pruned) tensors it is called on."""
+    prefix = path + "/" if path else ""
 
     def clone_op(op):
         if not isinstance(op, keras.layers.Layer):
             return op  # a stateless keras op (x + y in a functional model)
         if is_graph_model(op):
-            return _clone(op, make, prefix + op.name + "/")
+            return _clone(op, make, prefix + op.name, widths)
         return make(prefix + op.name, op)
 
+    given_widths = widths.get(path) or [None] * len(model.inputs)
+    inputs = [_input_like(t, w) for t, w in zip(model.inputs, given_widths)]
     if isinstance(model, keras.Sequential):
-        return keras.models.clone_model(model, clone_function=clone_op)
-    inputs = keras.tree.map_structure(_input_like, model.input)
+        given = inputs[0] if path in widths else None
+        return keras.models.clone_model(model, input_tensors=given, clone_function=clone_op)
+    inputs = keras.tree.pack_sequence_as(model.input, inputs)
     return keras.models.clone_model(model, input_tensors=inputs, clone_function=clone_op)
 
 
-def _input_like(tensor) -> keras.KerasTensor:
+def _input_like(tensor, width: int | None) -> keras.KerasTensor:
+    shape = tuple(tensor.shape) if width is None else (*tensor.shape[:-1], width)
     name = tensor._keras_history[0].name
-    return keras.Input(batch_shape=tensor.shape, dtype=tensor.dtype, name=name)
+    return keras.Input(batch_shape=shape, dtype=tensor.dtype, name=name)

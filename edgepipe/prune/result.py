@@ -78,7 +78,9 @@ class KeptLayer:
 
 @dataclass(frozen=True)
 class PruneResult:
-    """What channel pruning did. ``model`` is the new, narrower Keras model."""
+    """What channel pruning did. ``model`` is the new, narrower Keras model;
+    ``kept_indices[layer][vector]`` are the original positions kept along the
+    layer's "in", "mid" (separable) and "out" channel axes (not in ``to_dict``)."""
 
     model: Any = field(repr=False, compare=False, metadata={"report": False})
     method: str
@@ -90,6 +92,7 @@ class PruneResult:
     groups: tuple[Group, ...]
     kept_whole: tuple[KeptLayer, ...]
     notes: tuple[str, ...] = ()
+    kept_indices: dict = field(default_factory=dict, repr=False, metadata={"report": False})
 
     def to_dict(self) -> dict:
         data = to_jsonable(self)

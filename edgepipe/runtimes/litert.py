@@ -2,8 +2,11 @@
 
 ``xnnpack`` is what Linux and Android boards run (``OpResolverType.AUTO``);
 ``reference`` is ``BUILTIN_REF``, bit-exact with TensorFlow Lite Micro.
-Evaluation runs in batches when the model allows resizing its batch axis,
-after checking that batched outputs equal batch-1 outputs.
+Evaluation runs many samples per invoke (:func:`auto_batch`) when the batch axis can be resized
+(if a batch-1 ``RESHAPE`` is in the way, on an evaluation copy from
+:func:`~edgepipe.runtimes.surgery.batchable`), after checking on the first
+samples that the batched integer outputs equal batch-1 outputs of the model
+as converted; otherwise it runs one sample per invoke.
 """
 
 from __future__ import annotations
@@ -17,8 +20,13 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from edgepipe.fdcapture import captured
 from edgepipe.runtimes.quant import dequantize, quantize
+from edgepipe.runtimes.surgery import batchable
 
-KERNELS = {"xnnpack": OpResolverType.AUTO, "reference": OpResolverType.BUILTIN_REF}
+KERNELS = {"xnnpack": OpResolverType.AUTO, "reference": OpResolverType.BUILTIN_REF,
+           "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+PROBE = 4
+MAX_BATCH = 256
+BATCH_BYTES = 64 << 20  # activation memory one batched invoke may use
 
 
 @dataclass(frozen=True)
@@ -35,89 +43,134 @@ class Latency:
                 "note": "measured on the build host, not on the device"}
 
 
-class LiteRTRunner:
-    """One model in one interpreter; float in, float (dequantized) out."""
+def new_interpreter(model_bytes: bytes, kernels: str = "reference", threads: int = 1,
+                    preserve_all_tensors: bool = False) -> Interpreter:
+    """An interpreter with its tensors allocated (LiteRT's delegate banner captured)."""
+    with captured((2,)):
+        it = Interpreter(model_content=model_bytes, num_threads=threads,
+                         experimental_op_resolver_type=KERNELS[kernels],
+                         experimental_preserve_all_tensors=preserve_all_tensors)
+        it.allocate_tensors()
+    return it
 
-    def __init__(self, model_bytes: bytes, threads: int = 1, kernels: str = "xnnpack"):
+
+def set_batch(it: Interpreter, batch: int) -> None:
+    """Resize the (single) input's batch axis; raises RuntimeError/ValueError if the model refuses."""
+    detail = it.get_input_details()[0]
+    if detail["shape"][0] != batch:
+        it.resize_tensor_input(detail["index"], [batch, *detail["shape"][1:]])
+        it.allocate_tensors()
+
+
+def quantize_for(detail: dict, x: np.ndarray) -> np.ndarray:
+    """Float samples in the dtype of the tensor described by ``detail`` (interpreter details)."""
+    scale, zp = detail["quantization"]
+    return quantize(x, np.dtype(detail["dtype"]).name, scale, zp)
+
+
+def auto_batch(model_bytes: bytes) -> int:
+    """Samples per invoke: as many as fit :data:`BATCH_BYTES` of peak activations, at most :data:`MAX_BATCH`."""
+    from edgepipe.tflite.memory import plan_memory
+    from edgepipe.tflite.model import parse_tflite
+
+    peak = plan_memory(parse_tflite(model_bytes)).peak_bytes
+    return max(1, min(MAX_BATCH, BATCH_BYTES // max(peak, 1)))
+
+
+class LiteRTRunner:
+    """One model in a LiteRT interpreter: float samples in; raw or dequantized outputs out.
+
+    ``raw(x)`` gives each model output in its own integer type (for LSB
+    comparisons between runtimes), ``outputs(x)`` the same dequantized to
+    float32, ``predict(x)`` the first output only.
+    """
+
+    def __init__(self, model_bytes: bytes, threads: int = 1, kernels: str = "xnnpack", batch_size: int | None = None):
         self.model_bytes = model_bytes
         self.threads = threads
         self.kernels = kernels
-        self._interp = self._new()
+        self.batch_size = max(1, batch_size or auto_batch(model_bytes))
+        self.name = f"litert-{kernels}"
+        self._interp = new_interpreter(model_bytes, kernels, threads)
+        self._batch: int | None = None  # decided on the first call
         self.batched = False
+        self.batch_note = ""
 
-    def _new(self) -> Interpreter:
-        with captured((2,)):  # LiteRT announces its XNNPACK delegate on stderr
-            it = Interpreter(model_content=self.model_bytes, num_threads=self.threads,
-                             experimental_op_resolver_type=KERNELS[self.kernels])
-            it.allocate_tensors()
-        return it
+    # ------------------------------------------------------------------ public
 
-    def predict(self, x: np.ndarray, batch_size: int = 64, on_batch=None) -> np.ndarray:
-        """Outputs for all samples of ``x`` (float), dequantized to float32."""
+    def raw(self, x: np.ndarray, on_batch=None) -> list[np.ndarray]:
+        """Integer outputs (one array per model output, samples first) for float samples ``x``."""
         n = len(x)
-        if n == 0:
-            return np.zeros((0,), np.float32)
-        batch = min(batch_size, n)
-        if batch > 1 and not self._try_batch(x[: min(4, n)], batch):
-            batch = 1
-        outs = []
-        for start in range(0, n, batch):
-            chunk = np.asarray(x[start:start + batch], np.float32)
-            outs.append(self._run(chunk, batch)[: len(chunk)])
+        if n and self._batch is None:
+            self._choose_batch(np.asarray(x[: min(PROBE, n)], np.float32))
+        outs: list[list[np.ndarray]] = []
+        for start in range(0, n, self._batch or 1):
+            chunk = np.asarray(x[start:start + self._batch], np.float32)
+            got = self._invoke(self._interp, chunk, self._batch)
+            outs.append([o[: len(chunk)] for o in got])
             if on_batch:
-                on_batch(min(start + batch, n))
-        return np.concatenate(outs)
+                on_batch(min(start + self._batch, n))
+        if not outs:
+            return [np.zeros((0, *d["shape"][1:]), d["dtype"]) for d in self._interp.get_output_details()]
+        return [np.concatenate(parts) for parts in zip(*outs)]
 
-    def _try_batch(self, probe: np.ndarray, batch: int) -> bool:
-        """Resize to ``batch`` if the model allows it and gives batch-1 results."""
-        single = np.concatenate([self._resized(1)._run(probe[i:i + 1], 1) for i in range(len(probe))])
-        try:
-            self._resized(batch)
-            batched = self._run(probe, batch)[: len(probe)]
-        except (RuntimeError, ValueError):
-            self._resized(1)
-            return False
-        if batched.shape != single.shape or not np.array_equal(batched, single):
-            self._resized(1)
-            return False
-        self.batched = batch > 1
-        return True
+    def outputs(self, x: np.ndarray, on_batch=None) -> list[np.ndarray]:
+        """Each model output dequantized to float32."""
+        return [dequantize(r, *d["quantization"])
+                for r, d in zip(self.raw(x, on_batch), self._interp.get_output_details())]
 
-    def _resized(self, batch: int) -> "LiteRTRunner":
-        detail = self._interp.get_input_details()[0]
-        if detail["shape"][0] != batch:
-            self._interp.resize_tensor_input(detail["index"], [batch, *detail["shape"][1:]])
-            self._interp.allocate_tensors()
-        return self
-
-    def _run(self, chunk: np.ndarray, batch: int) -> np.ndarray:
-        it = self._interp
-        inp = it.get_input_details()[0]
-        if len(chunk) < batch:  # pad the last batch instead of resizing again
-            pad = np.zeros((batch - len(chunk), *chunk.shape[1:]), np.float32)
-            chunk = np.concatenate([chunk, pad])
-        scale, zp = inp["quantization"]
-        it.set_tensor(inp["index"], quantize(chunk, np.dtype(inp["dtype"]).name, scale, zp))
-        it.invoke()
-        out = it.get_output_details()[0]
-        return dequantize(it.get_tensor(out["index"]), *out["quantization"])
+    def predict(self, x: np.ndarray, on_batch=None) -> np.ndarray:
+        """The first output, dequantized to float32, for all samples of ``x``."""
+        return self.outputs(x, on_batch)[0]
 
     def raw_output(self, x_one: np.ndarray) -> np.ndarray:
-        """The integer output of one sample, for LSB comparisons between runtimes."""
-        self._resized(1)
-        inp = self._interp.get_input_details()[0]
-        scale, zp = inp["quantization"]
-        self._interp.set_tensor(inp["index"], quantize(x_one, np.dtype(inp["dtype"]).name, scale, zp))
-        self._interp.invoke()
-        return self._interp.get_tensor(self._interp.get_output_details()[0]["index"]).copy()
+        """The integer first output of one sample (batch 1, the model as converted)."""
+        return self.raw(x_one[:1])[0][0:1]
+
+    # ------------------------------------------------------------------ batching
+
+    def _choose_batch(self, probe: np.ndarray) -> None:
+        """Largest batch whose outputs equal batch-1 outputs of the model as converted."""
+        self._batch = 1
+        if self.batch_size == 1:
+            return
+        single = [np.concatenate(parts) for parts in
+                  zip(*(self._invoke(self._interp, probe[i:i + 1], 1) for i in range(len(probe))))]
+        for candidate, note in ((self.model_bytes, "batch axis resized"),
+                                (batchable(self.model_bytes), "batch-1 RESHAPE freed on an evaluation copy")):
+            if candidate is None:
+                continue
+            try:
+                it = self._interp if candidate is self.model_bytes else new_interpreter(candidate, self.kernels,
+                                                                                          self.threads)
+                set_batch(it, self.batch_size)
+                got = [o[: len(probe)] for o in self._invoke(it, probe, self.batch_size)]
+            except (RuntimeError, ValueError):
+                set_batch(self._interp, 1)
+                continue
+            if all(g.shape == s.shape and np.array_equal(g, s) for g, s in zip(got, single)):
+                self._interp, self._batch, self.batched = it, self.batch_size, True
+                self.batch_note = f"{note}; {len(probe)} samples equal to batch-1 runs"
+                return
+            set_batch(self._interp, 1)
+        self.batch_note = "one sample per invoke (batched outputs differ from batch 1 or the model cannot resize)"
+
+    @staticmethod
+    def _invoke(it: Interpreter, chunk: np.ndarray, batch: int) -> list[np.ndarray]:
+        inp = it.get_input_details()[0]
+        if len(chunk) < batch:  # pad the last batch instead of resizing again
+            chunk = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), np.float32)])
+        it.set_tensor(inp["index"], quantize_for(inp, chunk))
+        it.invoke()
+        return [it.get_tensor(d["index"]).copy() for d in it.get_output_details()]
+
+    # ------------------------------------------------------------------ latency
 
     def latency(self, sample: np.ndarray, repeats: int = 50, warmup: int = 5, budget_s: float = 3.0) -> Latency:
         """Median wall time of single-sample invokes (batch 1, the device's thread count)."""
-        it = self._new()
-        self._resized(1)
+        it = new_interpreter(self.model_bytes, self.kernels, self.threads)
         inp = it.get_input_details()[0]
-        scale, zp = inp["quantization"]
-        it.set_tensor(inp["index"], quantize(sample[:1], np.dtype(inp["dtype"]).name, scale, zp))
+        it.set_tensor(inp["index"], quantize_for(inp, sample[:1]))
         for _ in range(warmup):
             it.invoke()
         times: list[float] = []
@@ -128,3 +181,37 @@ class LiteRTRunner:
             times.append(time.perf_counter() - t0)
         times.sort()
         return Latency(statistics.median(times), times[int(0.9 * (len(times) - 1))], len(times), self.threads)
+
+
+def intermediates(model_bytes: bytes, x: np.ndarray, indices: list[int]) -> dict[int, np.ndarray]:
+    """Tensors ``indices`` of a run on float samples ``x`` (samples first).
+
+    Reference kernels (the optimized builtin ones if the reference set lacks an
+    op), with ``experimental_preserve_all_tensors`` so every intermediate
+    survives the invoke; all samples in one invoke when the batch axis can be
+    freed, else one sample per invoke.
+    """
+    x = np.asarray(x, np.float32)
+    it = chunks = None
+    for kernels in ("reference", "builtin"):
+        try:
+            it = new_interpreter(batchable(model_bytes) or model_bytes, kernels, preserve_all_tensors=True)
+            set_batch(it, len(x))
+            chunks = [x]
+        except (RuntimeError, ValueError):
+            try:
+                it = new_interpreter(model_bytes, kernels, preserve_all_tensors=True)
+                chunks = [x[i:i + 1] for i in range(len(x))]
+            except (RuntimeError, ValueError):
+                if kernels == "builtin":
+                    raise
+                continue
+        break
+    inp = it.get_input_details()[0]
+    got: dict[int, list[np.ndarray]] = {i: [] for i in indices}
+    for chunk in chunks:
+        it.set_tensor(inp["index"], quantize_for(inp, chunk))
+        it.invoke()
+        for i in indices:
+            got[i].append(it.get_tensor(i).copy())
+    return {i: np.concatenate(parts) for i, parts in got.items()}

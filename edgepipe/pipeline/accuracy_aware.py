@@ -1,0 +1,245 @@
+"""Accuracy-aware quantization: when the int8 model misses ``max_drop``, try what the target permits.
+
+In order, each step keeping what the ones before it changed, and stopping at
+the first model that meets the budget:
+
+1. ``calibration``: all the representative samples (evenly spread) instead of a subset;
+2. ``per-channel``: per-channel weight scales, if they were off;
+3. ``int16x8``: 16-bit activations, 8-bit weights (whole model; the converter cannot mix
+   per layer) -- not on ``int8_only`` targets;
+4. ``float``: the worst layer (then the three worst), and the ops reading its output,
+   left in float -- only on targets that allow float (``int8_only: false``).
+
+Every candidate is re-verified on the eval data with the runtime accuracy is
+measured with for the target, and recorded in the report's
+``quantization_attempts`` section (what changed, size, accuracy). If none meets
+the budget the most accurate one is kept, the verify stage's accuracy check
+fails (exit 1) and names the layers at fault. A candidate that breaks an
+int8-only target is never kept. Each attempt is one conversion in this process
+(TF 2.21's converter leaks memory per call: a handful per build is fine).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgepipe.checks import Check
+from edgepipe.config.schema import Scheme
+from edgepipe.pipeline.context import BuildContext
+from edgepipe.pipeline.evaluate import accuracy_check, eval_data, measure
+
+ATTRIBUTION_SAMPLES = 128
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What a step converts with: settings, calibration samples, layers kept in float."""
+
+    settings: object                 # keras_io.convert.ConvertSettings
+    rep: np.ndarray
+    float_layers: tuple[str, ...] = ()
+    float_nodes: tuple[str, ...] = ()
+
+
+@dataclass
+class Attempt:
+    step: str
+    change: str
+    candidate: Candidate
+    tflite_bytes: bytes = b""
+    check: Check | None = None
+    acc: dict = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.check is not None and self.check.status == "pass"
+
+    @property
+    def drop(self) -> float:
+        return self.acc.get("drop", float("inf")) if self.check is not None else float("inf")
+
+    def to_dict(self) -> dict:
+        c = self.candidate
+        out = {"step": self.step, "change": self.change, "settings": c.settings.to_dict(),
+               "representative_samples": int(len(c.rep)), "float_layers": list(c.float_layers),
+               "bytes": len(self.tflite_bytes) or None, "passed": self.passed}
+        if self.check is not None:
+            key = "top1" if self.acc["task"] == "classification" else "rmse"
+            out.update({f"quantized_{key}": self.acc["quantized"][key], "drop": round(self.drop, 4),
+                        "drop_unit": self.acc["drop_unit"], "detail": self.check.detail})
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+def run(ctx: BuildContext) -> None:
+    """Measure the converted model; if it misses the budget, try the permitted steps in turn."""
+    from edgepipe.runtimes.base import plan_for
+
+    data = eval_data(ctx)
+    if data is None or ctx.settings.scheme not in (Scheme.INT8, Scheme.INT16X8):
+        return
+    runner = plan_for(ctx.profile).device
+    base = Candidate(ctx.settings, ctx.inputs.representative.x)
+    attempts = [_measured(ctx, data, runner, Attempt("as configured", "-", base, ctx.tflite_bytes))]
+    fault: list[str] = []
+    if not attempts[0].passed:
+        fault, nodes = _layers_at_fault(ctx, data, ctx.tflite_bytes)
+        for step, change, cand in _steps(ctx, base, fault, nodes):
+            attempt = _try(ctx, data, runner, Attempt(step, change, cand))
+            attempts.append(attempt)
+            if attempt.passed:
+                break
+    chosen = next((a for a in attempts if a.passed), None) or min(
+        (a for a in attempts if a.check is not None), key=lambda a: a.drop)
+    if chosen is not attempts[0]:
+        ctx.tflite_bytes, ctx.settings = chosen.tflite_bytes, chosen.candidate.settings
+        from edgepipe.tflite.model import parse_tflite
+
+        ctx.tflite = parse_tflite(ctx.tflite_bytes, "converted model")
+        ctx.report.sections["quantization"] = {**ctx.settings.to_dict(),
+                                               "float_layers": list(chosen.candidate.float_layers)}
+    ctx.report.sections["quantization_attempts"] = {
+        "budget": {"max_drop": ctx.profile.accuracy.max_drop, "drop_mode": ctx.profile.accuracy.drop_mode},
+        "measured_with": attempts[0].acc["runtime"]["name"], "passed": chosen.passed, "chosen": attempts.index(chosen),
+        "attempts": [a.to_dict() for a in attempts], "layers_at_fault": fault}
+    if len(attempts) > 1:
+        verdict = "meets" if chosen.passed else "still misses"
+        _note(ctx, f"the quantized model missed the accuracy budget; after {len(attempts) - 1} attempt(s) the kept "
+                   f"model ({chosen.step}) {verdict} it: {chosen.check.detail}")
+    elif not chosen.passed:
+        _note(ctx, "the quantized model misses the accuracy budget and this target permits no other quantization "
+                   f"(int8_only: {ctx.profile.accelerator.int8_only}); layers at fault: {', '.join(fault) or '?'}")
+
+
+def _note(ctx: BuildContext, text: str) -> None:
+    ctx.report.notes.append(text)
+    ctx.progress.note(text)
+
+
+def _steps(ctx: BuildContext, base: Candidate, fault: list[str], nodes: dict[str, list[str]]):
+    """(step, change, candidate) in order, each building on the previous int8 one."""
+    from edgepipe.pipeline.inputs import load_split
+
+    profile, s = ctx.profile, base.settings
+    full = load_split(ctx.project, "representative", ctx.inputs.input_shape, need_labels=False)
+    cur = base
+    if full is not None and len(full.x) > len(base.rep):
+        cur = dataclasses.replace(cur, rep=full.x)
+        yield "calibration", f"calibrate on all {len(full.x)} representative samples (was {len(base.rep)})", cur
+    if not s.per_channel:
+        cur = dataclasses.replace(cur, settings=dataclasses.replace(cur.settings, per_channel=True))
+        yield "per-channel", "per-channel weight scales (were per-tensor)", cur
+    if profile.accelerator.int8_only or s.scheme is not Scheme.INT8:
+        return
+    yield "int16x8", "16-bit activations, 8-bit weights (whole model), int16 input/output", \
+        dataclasses.replace(cur, settings=_int16x8(ctx, cur.settings))
+    if s.allow_float_fallback and fault:
+        for layers in dict.fromkeys((tuple(fault[:1]), tuple(fault[:3]))):
+            picked = tuple(n for layer in layers for n in nodes.get(layer, []))
+            if picked:
+                yield "float", f"keep {', '.join(layers)} (and the ops reading it) in float", \
+                    dataclasses.replace(cur, float_layers=layers, float_nodes=picked)
+
+
+def _int16x8(ctx: BuildContext, s):
+    """The settings the project would get asking for int16x8 (I/O types follow the scheme)."""
+    from edgepipe.pipeline.settings import convert_settings
+
+    q = ctx.project.quantization.model_copy(update={"scheme": Scheme.INT16X8, "per_channel": s.per_channel})
+    return convert_settings(ctx.profile, ctx.project.model_copy(update={"quantization": q}))
+
+
+def _try(ctx: BuildContext, data, runner: str, attempt: Attempt) -> Attempt:
+    """Convert the candidate, refuse it if it breaks an int8-only target, then measure it."""
+    from edgepipe.errors import EdgepipeError
+    from edgepipe.tflite import rules
+    from edgepipe.tflite.model import parse_tflite
+
+    c = attempt.candidate
+    try:
+        with ctx.progress.task(f"quantize: {attempt.step}", len(c.rep)) as update:
+            attempt.tflite_bytes = _convert(ctx.model, c, lambda i: update(i + 1))
+    except EdgepipeError as exc:
+        attempt.error = str(exc)
+        return attempt
+    if ctx.profile.accelerator.int8_only:
+        guard = rules.int8_only_check(parse_tflite(attempt.tflite_bytes), c.settings.input_dtype.value,
+                                      c.settings.output_dtype.value)
+        if not guard.passed:
+            attempt.error = f"refused: breaks the int8-only target ({guard.detail})"
+            return attempt
+    return _measured(ctx, data, runner, attempt)
+
+
+def _measured(ctx: BuildContext, data, runner: str, attempt: Attempt) -> Attempt:
+    acc, _ = measure(ctx, data, attempt.tflite_bytes, runner, f"verifying: {attempt.step}")
+    attempt.acc = acc
+    attempt.check = accuracy_check(acc, ctx.profile.accuracy, f"measured:{runner}")
+    return attempt
+
+
+def _convert(model, c: Candidate, on_sample) -> bytes:
+    from edgepipe.keras_io.convert import convert
+
+    if not c.float_nodes:
+        return convert(model, c.rep, c.settings, on_sample=on_sample)
+    return convert_with_float_nodes(model, c.rep, c.settings, list(c.float_nodes), on_sample)
+
+
+def convert_with_float_nodes(model, rep: np.ndarray, settings, nodes: list[str], on_sample=None) -> bytes:
+    """Full-integer conversion with the ops writing ``nodes`` (TFLite tensor names) kept in float.
+
+    Calibrates once (``_experimental_calibrate_only``), then quantizes with the
+    MLIR quantizer's node denylist, keeping the requested integer I/O types (the
+    QuantizationDebugger's own path would make the I/O float).
+    """
+    import warnings
+
+    from edgepipe.fdcapture import captured
+    from edgepipe.keras_io import import_tensorflow
+    from edgepipe.keras_io.convert import ConversionError, _apply_scheme, _converter, _representative
+
+    tf = import_tensorflow()
+    from tensorflow.lite.python import convert as tf_convert
+
+    with captured():
+        converter = _converter(model, tf)
+    _apply_scheme(converter, settings, tf)
+    converter.representative_dataset = _representative(rep, on_sample)
+    converter._experimental_calibrate_only = True
+    try:
+        with captured(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            calibrated = converter.convert()
+            return bytes(tf_convert.mlir_quantize(
+                calibrated, disable_per_channel=not settings.per_channel, fully_quantize=True,
+                input_data_type=getattr(tf, settings.input_dtype.value),
+                output_data_type=getattr(tf, settings.output_dtype.value),
+                denylisted_nodes=nodes))
+    except Exception as exc:  # noqa: BLE001 - converter errors are free text
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        raise ConversionError(f"the TFLite converter refused the float fallback for {nodes[:3]}: {why}") from None
+
+
+def _layers_at_fault(ctx: BuildContext, data, tflite_bytes: bytes) -> tuple[list[str], dict[str, list[str]]]:
+    """The worst layers by local error, and for each the TFLite op outputs to keep in float."""
+    from edgepipe.tflite.model import parse_tflite
+    from edgepipe.harness.attribution import attribute, tensor_owners
+
+    attr = attribute(ctx.model, tflite_bytes, data.take(ATTRIBUTION_SAMPLES))
+    worst = [e for e in attr.blamed()[1] if e.kind != "InputLayer"]
+    tfl = parse_tflite(tflite_bytes)
+    owners = tensor_owners(tfl, [layer.name for layer in ctx.model.layers])
+    nodes = {}
+    for e in worst:
+        owned = {i for i, name in owners.items() if name == e.layer}
+        readers = [op for op in tfl.operators if owned & set(op.inputs)]
+        outs = owned | {o for op in readers for o in op.outputs if o >= 0}
+        nodes[e.layer] = [tfl.tensors[i].name for i in sorted(outs) if tfl.tensors[i].name not in
+                          {t.name for t in tfl.output_tensors}]
+    return [e.layer for e in worst], nodes

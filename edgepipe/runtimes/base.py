@@ -1,0 +1,120 @@
+"""The runtimes behind one small interface, and which ones a target profile calls for.
+
+Every runner takes float samples (quantized at the model's input as the
+device would) and gives either the raw outputs, in each output tensor's own
+integer type (``raw``), or the same dequantized to float32 (``outputs``;
+``predict`` is the first output). Three runners exist:
+
+========================  ==========================================================
+``litert-xnnpack``        LiteRT with XNNPACK (``OpResolverType.AUTO``): Linux/Android boards
+``litert-reference``      LiteRT reference kernels (``BUILTIN_REF``): the host reference
+``tflm``                  TensorFlow Lite Micro's Python runtime: microcontrollers
+========================  ==========================================================
+
+:func:`plan_for` maps a profile's ``runtime`` to the runner that stands for
+the device (accuracy is measured with it) and the runner it is cross-checked
+against (see ``docs/verification.md``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import numpy as np
+
+from edgepipe.config.schema import Runtime, TargetProfile
+from edgepipe.runtimes.quant import dequantize, quantize
+
+XNNPACK, REFERENCE, TFLM = "litert-xnnpack", "litert-reference", "tflm"
+
+
+class Runner(Protocol):
+    """What the harness needs from a runtime."""
+
+    name: str
+    batched: bool
+
+    def raw(self, x: np.ndarray, on_batch: Callable[[int], None] | None = None) -> list[np.ndarray]:
+        """One integer array per model output (samples first) for float samples ``x``."""
+
+    def outputs(self, x: np.ndarray, on_batch: Callable[[int], None] | None = None) -> list[np.ndarray]:
+        """``raw`` dequantized to float32."""
+
+    def predict(self, x: np.ndarray, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+        """The first output, dequantized."""
+
+
+@dataclass(frozen=True)
+class RuntimePlan:
+    """Which runner stands for the device and which one it is cross-checked against.
+
+    Accuracy is measured with ``device`` (for Ethos-U, its CPU equivalent: the
+    NPU itself cannot be simulated on the host).
+    """
+
+    device: str
+    reference: str
+
+    def to_dict(self) -> dict:
+        return {"device": self.device, "reference": self.reference}
+
+
+def plan_for(profile: TargetProfile) -> RuntimePlan:
+    """litert: XNNPACK vs the reference kernels; tflm: TFLM vs the reference kernels;
+    ethos-u: the reference kernels (the CPU-equivalent check) vs TFLM."""
+    if profile.runtime is Runtime.TFLM:
+        return RuntimePlan(TFLM, REFERENCE)
+    if profile.runtime is Runtime.ETHOS_U:
+        return RuntimePlan(REFERENCE, TFLM)
+    return RuntimePlan(XNNPACK, REFERENCE)
+
+
+def make_runner(name: str, model_bytes: bytes, threads: int = 1) -> Runner:
+    """A runner by name (``litert-xnnpack``, ``litert-reference``, ``tflm``)."""
+    if name == TFLM:
+        return TflmAdapter(model_bytes)
+    from edgepipe.runtimes.litert import LiteRTRunner
+
+    kernels = {XNNPACK: "xnnpack", REFERENCE: "reference"}[name]
+    return LiteRTRunner(model_bytes, threads=threads if kernels == "xnnpack" else 1, kernels=kernels)
+
+
+class TflmAdapter:
+    """:class:`~edgepipe.runtimes.tflm.TflmRunner` as a :class:`Runner` (one sample per invoke).
+
+    Construction measures the arena in a child process first, so a model TFLM
+    cannot run raises :class:`~edgepipe.runtimes.tflm.TflmError` instead of
+    aborting this process.
+    """
+
+    name = TFLM
+    batched = False
+    chunk = 64
+
+    def __init__(self, model_bytes: bytes):
+        from edgepipe.runtimes.tflm import TflmRunner
+
+        self._runner = TflmRunner(model_bytes)
+        self.arena_bytes = self._runner.arena_size
+        self.batch_note = "one sample per invoke (TFLM)"
+
+    def raw(self, x: np.ndarray, on_batch=None) -> list[np.ndarray]:
+        t = self._runner.model.input_tensors[0]
+        parts = []
+        for start in range(0, len(x), self.chunk):
+            chunk = np.asarray(x[start:start + self.chunk], np.float32)
+            parts.append(self._runner.run(quantize(chunk, t.dtype, *_qparams(t))))
+            if on_batch:
+                on_batch(min(start + self.chunk, len(x)))
+        return [np.concatenate(p) for p in zip(*parts)] if parts else []
+
+    def outputs(self, x: np.ndarray, on_batch=None) -> list[np.ndarray]:
+        return [dequantize(r, *_qparams(t)) for r, t in zip(self.raw(x, on_batch), self._runner.model.output_tensors)]
+
+    def predict(self, x: np.ndarray, on_batch=None) -> np.ndarray:
+        return self.outputs(x, on_batch)[0]
+
+
+def _qparams(t) -> tuple[float, int]:
+    return (t.scale[0] if t.scale else 1.0), (t.zero_point[0] if t.zero_point else 0)

@@ -1,0 +1,110 @@
+"""The command line as machines use it: help, --json, --quiet, NO_COLOR, stderr."""
+
+import json
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from ci.helpers import one_json_document, run_edgepipe, tiny_profile
+from edgepipe.cli import cli
+
+
+def _commands(group: click.Group, prefix=()):
+    for name, cmd in group.commands.items():
+        yield prefix + (name,)
+        if isinstance(cmd, click.Group):
+            yield from _commands(cmd, prefix + (name,))
+
+
+ALL_COMMANDS = sorted(_commands(cli))
+
+
+def test_the_command_set():
+    assert ALL_COMMANDS == [("build",), ("cache",), ("cache", "clear"), ("cache", "info"), ("inspect",),
+                            ("targets",), ("targets", "list"), ("targets", "show"), ("verify",)]
+
+
+@pytest.mark.parametrize("path", ALL_COMMANDS, ids=" ".join)
+def test_every_command_has_help(path):
+    res = CliRunner().invoke(cli, [*path, "--help"])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith(f"Usage: cli {' '.join(path)}")
+
+
+def _command(path):
+    cmd = cli
+    for name in path:
+        cmd = cmd.commands[name]
+    return cmd
+
+
+@pytest.mark.parametrize("path", [p for p in ALL_COMMANDS if not isinstance(_command(p), click.Group)], ids=" ".join)
+def test_every_command_has_json(path):
+    assert "as_json" in {p.name for p in _command(path).params}, path
+
+
+def test_json_documents_of_the_light_commands(tflite_path, data_npz):
+    runner = CliRunner()
+    for args in (["targets", "list", "--json"], ["targets", "show", "rpi4", "--json"], ["cache", "info", "--json"],
+                 ["inspect", str(tflite_path), "-t", "rpi4", "--json"],
+                 ["verify", str(tflite_path), "-t", "rpi4", "-d", str(data_npz), "--x", "x_eval", "--y", "y_eval",
+                  "--json"]):
+        res = runner.invoke(cli, args)
+        assert res.exit_code == 0, (args, res.output)
+        json.loads(res.stdout)
+
+
+def test_a_usage_error_with_json_is_still_one_document_on_stdout(tmp_path):
+    (tmp_path / "x.tflite").write_bytes(b"not a model")
+    res = run_edgepipe("verify", tmp_path / "x.tflite", "-t", "rpi4", "--json")
+    assert res.returncode == 2
+    doc = one_json_document(res.stdout)
+    assert doc["status"] == "error" and doc["exit_code"] == 2 and "x.tflite" in doc["error"]
+    assert res.stderr.strip().splitlines() == [f"error: {doc['error']}"]
+
+
+def test_verify_json_stdout_is_pure_in_a_real_process(tflite_path, data_npz):
+    """The interpreter runs in this process (latency) and in a child (accuracy): no noise may leak."""
+    res = run_edgepipe("verify", tflite_path, "-t", "rpi4", "-d", data_npz, "--x", "x_eval", "--y", "y_eval",
+                       "--min-accuracy", "80", "--json")
+    assert res.returncode == 0, res.stderr
+    doc = one_json_document(res.stdout)
+    assert doc["kind"] == "verify" and doc["status"] == "passed"
+    assert res.stderr == "", "no progress on stderr when it is not a terminal"
+
+
+def test_quiet_prints_nothing_on_success_and_only_failures_otherwise(tflite_path, tmp_path):
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["inspect", str(tflite_path), "-t", "rpi4", "-q"])
+    assert (ok.exit_code, ok.output) == (0, "")
+    small = tiny_profile(tmp_path, memory={"flash": "1KiB"})
+    bad = runner.invoke(cli, ["inspect", str(tflite_path), "-t", str(small), "-q"])
+    assert bad.exit_code == 1
+    lines = bad.output.strip().splitlines()
+    assert lines[0] == "FAILED on target rpi4-custom (1 check): exit 1"
+    assert lines[1].startswith("  ✗ flash: model file ") and "is OVER the budget 1.0 KiB" in lines[1]
+    assert len(lines) == 2
+
+
+def test_no_color_is_honoured(tflite_path, tmp_path):
+    small = tiny_profile(tmp_path, memory={"flash": "1KiB"})
+    coloured = run_edgepipe("inspect", tflite_path, "-t", small, "-q", env={"FORCE_COLOR": "1"})
+    plain = run_edgepipe("inspect", tflite_path, "-t", small, "-q", env={"FORCE_COLOR": "1", "NO_COLOR": "1"})
+    assert "\x1b[31m" in coloured.stdout or "\x1b[1;31m" in coloured.stdout, "colour is on when forced"
+    assert "31m" not in plain.stdout and "FAILED" in plain.stdout
+
+
+def test_inspect_names_the_checks_that_would_fail(tflite_path, tmp_path):
+    small = tiny_profile(tmp_path, parent="nrf52840", memory={"flash": "1KiB", "ram": "100B"})
+    res = CliRunner().invoke(cli, ["inspect", str(tflite_path), "-t", str(small)])
+    assert res.exit_code == 1
+    assert "CONV_2D" in res.output and "FAILED on target nrf52840-custom (2 checks): exit 1" in res.output
+    assert "✗ flash: model file" in res.output and "✗ ram: peak activation memory" in res.output
+
+
+def test_the_error_line_for_an_unknown_target():
+    res = CliRunner().invoke(cli, ["verify", "m.tflite", "-t", "rpi5"])
+    assert res.exit_code == 2
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: unknown target 'rpi5'; did you mean rpi4? Known: ")

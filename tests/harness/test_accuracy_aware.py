@@ -1,0 +1,103 @@
+"""The model built to quantize badly: caught, attributed to ``hidden``, repaired or failed."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import edgepipe
+from edgepipe.tflite.model import read_tflite
+
+
+@pytest.fixture(scope="module")
+def repaired(bad_project, tmp_path_factory):
+    """rpi4 allows int16 activations and float: the loop may repair."""
+    return edgepipe.build("rpi4", bad_project, out=tmp_path_factory.mktemp("bad_rpi4"))
+
+
+@pytest.fixture(scope="module")
+def refused(bad_project, tmp_path_factory):
+    """stm32h7 is int8-only: nothing may be tried but calibration and per-channel weights."""
+    return edgepipe.build("stm32h7", bad_project, out=tmp_path_factory.mktemp("bad_stm32"))
+
+
+def test_caught_and_repaired_within_budget_with_int16_activations(repaired, checks_of):
+    rep = repaired.report.to_dict()
+    q = rep["quantization_attempts"]
+    first, last = q["attempts"][0], q["attempts"][-1]
+    assert not first["passed"] and first["drop"] > 50, "int8: the outlier drowns 31 of 32 units of 'hidden'"
+    assert q["layers_at_fault"] == ["hidden"]
+    assert last["step"] == "int16x8" and last["passed"] and last["drop"] <= 1.0
+    assert q["passed"] and q["chosen"] == len(q["attempts"]) - 1
+    assert [a["step"] for a in q["attempts"]] == ["as configured", "int16x8"], \
+        "all representative samples already used, per-channel already on: skipped"
+    assert repaired.exit_code == 0, [c.detail for c in repaired.report.failed_checks]
+    assert checks_of(repaired)["accuracy"].measured <= 1.0
+    assert rep["quantization"]["scheme"] == "int16x8" and rep["quantization"]["input_dtype"] == "int16"
+    model = read_tflite(repaired.artifacts["model.tflite"])
+    assert model.input_tensors[0].dtype == "int16" and model.sha256 == rep["model"]["sha256"]
+    assert any("after 1 attempt(s) the kept model (int16x8) meets it" in n for n in rep["notes"])
+
+
+def test_int8_only_target_reports_failed_and_names_the_layer(refused, checks_of):
+    rep = refused.report.to_dict()
+    checks = checks_of(refused)
+    assert refused.exit_code == 1 and rep["status"] == "failed"
+    acc = checks["accuracy"]
+    assert acc.status == "fail" and acc.measured > 50
+    assert "layers at fault: hidden: local SQNR" in acc.detail
+    q = rep["quantization_attempts"]
+    assert [a["step"] for a in q["attempts"]] == ["as configured"] and not q["passed"]
+    assert q["layers_at_fault"] == ["hidden"]
+    assert checks["int8_only"].status == "pass", "nothing that breaks int8-only was kept"
+    model = read_tflite(refused.artifacts["model.tflite"])
+    assert model.input_tensors[0].dtype == "int8", "the best artifact is still written"
+    assert rep["layer_errors"]["at_fault"] == ["hidden"]
+    saved = json.loads(refused.artifacts["report.json"].read_text())
+    assert saved["exit_code"] == 1 and saved["artifacts"]["layer_errors.png"]["bytes"] > 0
+
+
+@pytest.mark.slow
+def test_per_channel_and_all_samples_are_tried_first(bad_project, digits, tmp_path):
+    """With per-tensor weights and a calibration subset, the loop walks every permitted step."""
+    from ep_helpers import write_project
+
+    x_tr, _, x_ev, y_ev = digits
+    np.savez(tmp_path / "d.npz", x=x_tr[:300], x_eval=x_ev, y_eval=y_ev)
+    cfg = write_project(tmp_path, _model_of(bad_project), tmp_path / "d.npz",
+                        quantization={"per_channel": False, "calibration_samples": 50})
+    result = edgepipe.build("rpi4", cfg, out=tmp_path / "out")
+    steps = [(a["step"], a["representative_samples"], a["settings"]["per_channel"], a["passed"])
+             for a in result.report.to_dict()["quantization_attempts"]["attempts"]]
+    assert steps == [("as configured", 50, False, False), ("calibration", 300, False, False),
+                     ("per-channel", 300, True, False), ("int16x8", 300, True, True)]
+    assert result.exit_code == 0
+
+
+def _model_of(project_path):
+    import yaml
+
+    return yaml.safe_load(project_path.read_text())["model"]
+
+
+@pytest.mark.slow
+def test_float_fallback_keeps_the_layer_in_float_with_int8_io(keras_mod, bad_model_path, digits, int8_settings):
+    from edgepipe.pipeline.accuracy_aware import convert_with_float_nodes
+    from edgepipe.runtimes.base import XNNPACK, make_runner
+    from edgepipe.tflite.model import parse_tflite
+
+    from edgepipe.keras_io.convert import convert
+
+    model = keras_mod.models.load_model(bad_model_path)
+    x_tr, _, x_ev, y_ev = digits
+    int8 = parse_tflite(convert(model, x_tr[:100], int8_settings))
+    nodes = [t.name for t in int8.tensors if "hidden_1/MatMul;" in t.name or "classifier_1/MatMul;" in t.name]
+    data = convert_with_float_nodes(model, x_tr[:100], int8_settings, nodes)
+    tfl = parse_tflite(data)
+    assert [t.dtype for t in tfl.input_tensors + tfl.output_tensors] == ["int8", "int8"]
+    assert tfl.op_counts.get("DEQUANTIZE") and tfl.op_counts.get("QUANTIZE"), "a float island"
+    top1 = np.mean(make_runner(XNNPACK, data).predict(x_ev).argmax(1) == y_ev) * 100
+    float_top1 = np.mean(model.predict(x_ev, verbose=0).argmax(1) == y_ev) * 100
+    assert abs(float_top1 - top1) <= 1.0
