@@ -193,6 +193,9 @@ def _suite(command: str, target: str, checks, **properties):
 @_data_options
 @click.option("-o", "--out", type=click.Path(file_okay=False),
               help="Output folder (default <output>/<target>); with several targets, <out>/<target>.")
+@click.option("--prune-ratio", type=float, help="Channel-prune this fraction of every prunable group (0 <= r < 1).")
+@click.option("--finetune-epochs", type=click.IntRange(1),
+              help="Fine-tune the pruned model with distillation for up to this many epochs (needs train data).")
 @click.option("--emit", type=click.Choice(["c"]), multiple=True,
               help="Extra artifacts: 'c' = model as a C array + op resolver (always on for MCU/NPU targets).")
 @click.option("--no-cache", is_flag=True, help="Run every stage; neither read nor write the stage cache.")
@@ -206,7 +209,7 @@ def _suite(command: str, target: str, checks, **properties):
               help="Parallel processes for several targets.")
 @_output_options
 def build(targets, all_targets, config, example, model, rep_data, eval_data, train_data, task, scale, mean, std,
-          out, emit, no_cache, cache_dir, cache_size, lock_timeout, jobs, as_json, quiet, junit_xml,
+          out, prune_ratio, finetune_epochs, emit, no_cache, cache_dir, cache_size, lock_timeout, jobs, as_json, quiet, junit_xml,
           targets_dir) -> None:
     """Prune, quantize, convert, verify and check a model for one or more targets."""
     from edgepipe import api
@@ -215,7 +218,8 @@ def build(targets, all_targets, config, example, model, rep_data, eval_data, tra
 
     overrides = {"model": model, "data.representative": rep_data, "data.eval": eval_data,
                  "data.train": train_data, "task": task, "preprocess.scale": scale,
-                 "preprocess.mean": mean, "preprocess.std": std, "emit": list(emit) or None}
+                 "preprocess.mean": mean, "preprocess.std": std, "emit": list(emit) or None,
+                 "prune.ratio": prune_ratio, "prune.finetune.epochs": finetune_epochs}
     progress = TerminalProgress(quiet or as_json)
     with _reporting(as_json, junit_xml, "edgepipe.build"):
         cache = CacheSettings.resolve(cache_dir, cache_size, enabled=False if no_cache else None)

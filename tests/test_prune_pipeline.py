@@ -66,3 +66,10 @@ def test_unknown_layer_in_per_layer_lists_close_names(tmp_path, tiny_model_path,
     with pytest.raises(UnknownNameError) as exc:
         edgepipe.build("rpi4", cfg, out=tmp_path / "o")
     assert "conv" in str(exc.value)
+
+
+def test_cli_prune_flags_reach_the_config(tmp_path):
+    res = CliRunner().invoke(cli, ["build", "--example", "digits", "-t", "rpi4", "--prune-ratio", "1.5",
+                                   "-o", str(tmp_path)])
+    assert res.exit_code == 2
+    assert "prune.ratio" in res.output and "[0, 1)" in res.output

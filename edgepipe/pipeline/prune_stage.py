@@ -70,9 +70,10 @@ def check_against_original(ctx: BuildContext) -> None:
     drop = accuracy_drop(base, quant, rule.drop_mode)
     section["accuracy"]["int8_pruned"] = quant
     unit = "points" if rule.drop_mode == "absolute" else "% of float"
+    source = next((c.source for c in ctx.report.checks if c.name == "accuracy"), None)
     ctx.report.checks.append(Check(
         "accuracy_vs_original", "pass" if drop <= rule.max_drop + 1e-9 else "fail", round(drop, 4),
         rule.max_drop, unit,
         f"top-1 {base:.2f}% original float -> {quant:.2f}% pruned int8: drop {drop:.2f} {unit}, max {rule.max_drop:g}",
-        "measured:litert-host"))
+        source))
 
