@@ -24,6 +24,8 @@ def test_pruned_build_is_narrower_and_reports_every_stage(pruned_build):
     assert rep["model"]["params"] == p["totals"]["params"]["after"]
     acc = p["accuracy"]
     assert set(acc) >= {"float_original", "float_pruned", "float_pruned_finetuned", "int8_pruned"}
+    assert acc["float_pruned_recalibrated"] > acc["float_pruned"], "fresh BN statistics must help"
+    assert rep["prune"]["bn_recalibration"]["layers"] == ["bn1", "bn2", "bn3"]
     assert acc["float_pruned_finetuned"] > acc["float_pruned"], "fine-tuning must recover accuracy"
     assert p["recovery"]["done"] and p["recovery"]["history"]
     names = {c.name for c in pruned_build.report.checks}

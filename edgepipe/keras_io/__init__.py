@@ -33,4 +33,6 @@ def import_tensorflow():
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+    # edgepipe reports what matters; TF's Python-side chatter (retracing notices) is not for users
+    tf.get_logger().setLevel("ERROR")
     return tf

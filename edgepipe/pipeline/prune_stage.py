@@ -32,11 +32,25 @@ def run(ctx: BuildContext) -> None:
     else:
         result = apply_mn_sparsity(original, settings)
     acc = {"float_original": _accuracy(ctx, original), "float_pruned": _accuracy(ctx, result.model)}
+    recal = _recalibrate(ctx, result.model) if settings.method == "channel" else None
+    acc["float_pruned_recalibrated"] = _accuracy(ctx, result.model) if recal else None
     recovery = _recover(ctx, result.model, original, settings, finetune)
     acc["float_pruned_finetuned"] = _accuracy(ctx, result.model) if recovery.done else None
     ctx.model = result.model
     ctx.report.sections["prune"] = {"enabled": True, **result.to_dict(),
+                                    "bn_recalibration": recal.to_dict() if recal else None,
                                     "recovery": recovery.to_dict(), "accuracy": acc}
+
+
+def _recalibrate(ctx: BuildContext, model):
+    """Fresh BatchNormalization statistics from unlabeled data (train, else representative)."""
+    from edgepipe.prune.recalibrate import recalibrate_batchnorm
+
+    data = ctx.inputs.train or ctx.inputs.representative
+    if data is None:
+        return None
+    rec = recalibrate_batchnorm(model, data.x)
+    return rec if rec.layers else None
 
 
 def _recover(ctx: BuildContext, student, teacher, settings, finetune):
