@@ -35,6 +35,7 @@ from edgepipe.checks import Check
 from edgepipe.config.project import ProjectConfig
 from edgepipe.config.schema import Runtime
 from edgepipe.config.targets import ResolvedTarget
+from edgepipe.data.calibration import check_against_input_range
 from edgepipe.errors import ConfigError, InputError
 from edgepipe.runtimes import require_runtime
 from edgepipe.pipeline.progress import SILENT, Progress
@@ -136,6 +137,10 @@ def run_verify(path: str | Path, target: ResolvedTarget, project: ProjectConfig,
             ctx.inputs = BuildInputs(None, str(path), tfl.sha256, shape, n_out, None, ev)
             report.inputs = ctx.inputs.hashes()
             report.sections["model"] = tflite_section(tfl)
+            if ev is not None:
+                for note in check_against_input_range(ev.x, f"eval data {ev.where}", tfl.input_tensors[0]):
+                    report.notes.append(note)
+                    progress.note(note)
             if ev is not None and gate.baseline_eval_sha256 not in (None, ev.sha256):
                 report.notes.append(f"the baseline from {gate.baseline_source} was measured on other eval data "
                                     f"(sha256 {gate.baseline_eval_sha256[:12]}, here {ev.sha256[:12]})")

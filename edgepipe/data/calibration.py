@@ -92,3 +92,29 @@ def _without_eval(rep: RangeStats, rep_where: str) -> list[str]:
 
 def _times(ratio: float) -> str:
     return f"{ratio:.3g} times" if ratio >= 1 else f"1/{1 / ratio:.3g} times"
+
+
+def check_against_input_range(x, where: str, tensor) -> list[str]:
+    """Eval data vs the range a quantized model's input can represent.
+
+    A converted model carries its calibration range in the input tensor's
+    scale and zero point. ``edgepipe verify`` has no float model to compare
+    with, so data given without the build's preprocessing (raw pixels for a
+    model calibrated on [0, 1]) only shows as a silent accuracy drop; this
+    names the likely cause instead.
+    """
+    if not tensor.scale or tensor.dtype not in ("int8", "uint8", "int16"):
+        return []
+    info = np.iinfo(np.dtype(tensor.dtype))
+    lo = (info.min - tensor.zero_point[0]) * tensor.scale[0]
+    hi = (info.max - tensor.zero_point[0]) * tensor.scale[0]
+    data = RangeStats.of(x)
+    span = hi - lo
+    if span <= 0 or data.span == 0:
+        return []
+    outside = max(0.0, data.hi - hi) + max(0.0, lo - data.lo)
+    if outside < 0.25 * span and data.span > 0.1 * span:
+        return []
+    return [f"{where}: {data.text()}, but the model's input {tensor.name!r} represents only "
+            f"[{lo:.4g}, {hi:.4g}] (its calibration range); values outside saturate. "
+            "Is the preprocessing (--scale/--mean/--std) the same as at build time?"]
