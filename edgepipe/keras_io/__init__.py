@@ -20,19 +20,13 @@ def import_tensorflow():
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     from edgepipe.errors import MissingDependencyError
+    from edgepipe.fdcapture import captured
 
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(devnull, 2)
-        import tensorflow as tf
+        with captured((2,)):
+            import tensorflow as tf
     except ImportError:
         raise MissingDependencyError("tensorflow", "build", "building from a Keras model") from None
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
     # edgepipe reports what matters; TF's Python-side chatter (retracing notices) is not for users
     tf.get_logger().setLevel("ERROR")
     return tf

@@ -4,7 +4,7 @@ TFLM's Python runtime (``tflite_micro``) runs the same kernels as the firmware's
 reference build, bit-exact with LiteRT's ``BUILTIN_REF``. It reports how much
 arena a model needs only by printing ``Arena allocation total N bytes`` to the
 process's stderr from C++, so the figure is read by redirecting file descriptor 2
-(:func:`captured_stderr`), not ``sys.stderr``. The printed total is the smallest
+(:func:`edgepipe.fdcapture.captured`), not ``sys.stderr``. The printed total is the smallest
 arena that works; :func:`measure_arena` proves it (the model runs at that size and
 fails at half) and falls back to bisection when no figure is printed.
 
@@ -16,23 +16,22 @@ a model to TFLM for the first time runs in a child process
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
 import sys
 import tempfile
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from edgepipe.checks import Check, budget_check
 from edgepipe.config.schema import TargetProfile
 from edgepipe.errors import EdgepipeError
+from edgepipe.fdcapture import captured
 from edgepipe.runtimes.quant import dequantize, quantize
 from edgepipe.runtimes.tflm_ops import CUSTOM_ADD_METHODS, STATIC_BUILTINS, WEIGHTED_OPS
 from edgepipe.tflite.model import TfliteModel, parse_tflite
@@ -96,27 +95,6 @@ class OpSupport:
 
 # --------------------------------------------------------------------------- stderr capture
 
-@contextmanager
-def captured_stderr() -> Iterator[list[str]]:
-    """Redirect file descriptor 2 (C/C++ writes too) into a temp file.
-
-    Yields a list that holds the captured text once the block exits.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    out: list[str] = []
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield out
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            out.append(tmp.read().decode("utf-8", errors="replace"))
-
-
 def _log_lines(text: str) -> list[str]:
     return [ln.strip() for ln in text.splitlines() if ln.strip()]
 
@@ -131,22 +109,22 @@ def _runtime():
 
 def _new_interpreter(model_bytes: bytes, arena: int):
     """An interpreter with its tensors allocated, or TflmError with TFLM's log."""
-    with captured_stderr() as log:
+    with captured((2,)) as log:
         try:
             return _runtime().Interpreter.from_bytes(model_bytes, arena_size=int(arena))
         except (RuntimeError, ValueError) as exc:
             err = exc
-    raise TflmError("model", str(err), log[0])
+    raise TflmError("model", str(err), log.text)
 
 
 def _invoke(it) -> None:
-    with captured_stderr() as log:
+    with captured((2,)) as log:
         try:
             it.invoke()
             return
         except RuntimeError as exc:
             err = exc
-    raise TflmError("model", f"invoke failed ({err})", log[0])
+    raise TflmError("model", f"invoke failed ({err})", log.text)
 
 
 def _invoke_zeros(it, model: TfliteModel) -> None:
@@ -183,14 +161,14 @@ def _probe(model_bytes: bytes, model: TfliteModel) -> tuple[object, int]:
 def _measure_in_process(model_bytes: bytes) -> ArenaMeasurement:
     model = parse_tflite(model_bytes)
     it, probe_arena = _probe(model_bytes, model)
-    with captured_stderr() as log:
+    with captured((2,)) as log:
         it.print_allocations()
-    found = _TOTAL_RE.search(log[0])
+    found = _TOTAL_RE.search(log.text)
     if found:
         total = int(found.group(1))
         if _runs(model_bytes, model, total):
             verified = not _runs(model_bytes, model, total // 2)
-            head, tail = _HEAD_RE.search(log[0]), _TAIL_RE.search(log[0])
+            head, tail = _HEAD_RE.search(log.text), _TAIL_RE.search(log.text)
             return ArenaMeasurement(total, "tflm:print_allocations", verified, probe_arena,
                                     int(head.group(1)) if head else None, int(tail.group(1)) if tail else None)
     return _bisect(model_bytes, model, probe_arena)

@@ -118,9 +118,11 @@ def test_corrupt_model_is_an_input_error_before_tflm(model_bytes):
 
 
 def test_captured_stderr_sees_writes_to_file_descriptor_2():
-    with tflm.captured_stderr() as log:
+    from edgepipe.fdcapture import captured
+
+    with captured((2,)) as log:
         os.write(2, b"from C: Arena allocation total 123 bytes\n")
-    assert "Arena allocation total 123 bytes" in log[0]
+    assert "Arena allocation total 123 bytes" in log.text
 
 
 def test_bisection_finds_the_same_minimum(model_bytes, tflite):
