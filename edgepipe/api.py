@@ -25,6 +25,7 @@ from edgepipe.pipeline.cache import CacheSettings, StageCache, open_cache
 from edgepipe.pipeline.lock import DEFAULT_TIMEOUT
 from edgepipe.pipeline.progress import SILENT, Progress
 from edgepipe.resources import builtin_dir
+from edgepipe.runtimes import require_runtime
 from edgepipe.tflite.memory import MemoryPlan, plan_memory
 from edgepipe.tflite.model import TfliteModel, read_tflite
 
@@ -126,7 +127,7 @@ def verify(model: str | Path, target: str, data: str | Path | None = None, *, co
            x_key: str = "x", y_key: str = "y", task: str | None = None, scale: float | None = None,
            mean: float | None = None, std: float | None = None, min_accuracy: float | None = None,
            baseline_accuracy: float | None = None, baseline: str | Path | None = None,
-           targets_dir: str | Path | None = None, isolate: bool = True, progress: Progress = SILENT) -> VerifyResult:
+           targets_dir: str | Path | None = None, progress: Progress = SILENT) -> VerifyResult:
     """Gate an existing ``.tflite`` (no TensorFlow): returns a :class:`~edgepipe.verify_tflite.VerifyResult`.
 
     ``data`` (a .npz, .npy, image folder or ``module:function``; arrays
@@ -134,8 +135,8 @@ def verify(model: str | Path, target: str, data: str | Path | None = None, *, co
     ``mean``, ``std`` the preprocessing. Accuracy is held to ``min_accuracy``
     (top-1 %) and/or a baseline — the float model's accuracy given as
     ``baseline_accuracy`` or read from a build's ``report.json`` (``baseline``)
-    — with the target's ``max_drop``. ``isolate`` runs the interpreter in a
-    child process, so a crash on a malformed model is an error, not a dead process.
+    — with the target's ``max_drop``. Accuracy is measured with the kernels the
+    device runs, each interpreter in a worker process (a crash is a failed check).
     """
     from edgepipe.verify_tflite import AccuracyGate, run_verify
 
@@ -150,7 +151,7 @@ def verify(model: str | Path, target: str, data: str | Path | None = None, *, co
         gate = AccuracyGate.from_report(baseline, project.task, min_accuracy)
     else:
         gate = AccuracyGate(min_accuracy, baseline_accuracy)
-    return run_verify(model, registry(targets_dir).get(target), project, gate, isolate, progress)
+    return run_verify(model, registry(targets_dir).get(target), project, gate, progress)
 
 
 def _config_path(config: str | Path | None, example: str | None) -> Path | str | None:
@@ -185,19 +186,18 @@ class InspectResult:
 
 
 def inspect(path: str | Path, target: str | None = None, targets_dir: str | Path | None = None) -> InspectResult:
-    """Read a .tflite (no TensorFlow) and, for a target, run the static checks a build would."""
-    from edgepipe.checks import budget_check
-    from edgepipe.verify_tflite import rule_checks
+    """Read a .tflite (no TensorFlow) and, for a target, its backend's judgement.
+
+    The checks are exactly those ``verify`` and ``build`` record before they
+    look at data: rules, the runtime's own checks (for TFLM, the arena measured
+    by running the model), memory and latency budgets.
+    """
+    from edgepipe.verify_tflite import judge
 
     model = read_tflite(path)
     plan = plan_memory(model)
     if target is None:
         return InspectResult(model, plan)
     resolved = registry(targets_dir).get(target)
-    p = resolved.profile
-    checks = rule_checks(model, resolved) + [
-        budget_check("flash", model.size, p.memory.flash, "bytes", "file", "model file"),
-        budget_check("ram", plan.peak_bytes, p.memory.ram, "bytes", "estimate:lifetime-planner",
-                     "peak activation memory"),
-    ]
-    return InspectResult(model, plan, tuple(checks), resolved)
+    require_runtime(resolved.profile, "inspecting")
+    return InspectResult(model, plan, tuple(judge(model, resolved)), resolved)

@@ -6,34 +6,30 @@ What ``edgepipe verify`` does, in order:
    file is an :class:`~edgepipe.errors.InputError`, exit 2, before any
    interpreter sees it);
 2. load the eval data and check it against the model's input;
-3. run the build's own rule checks (:mod:`~edgepipe.pipeline.check_stage`);
-4. run the interpreter on the eval data in a child process, so a crash of
-   the C++ interpreter on a malformed model becomes an error message, and hold
+3. ask the target's backend for its judgement — rules, the runtime's own
+   checks, memory, latency — exactly as the build's check stage does
+   (:mod:`~edgepipe.pipeline.check_stage`);
+4. run the model on the eval data with the device's kernels, cross-checked
+   with the host reference, as the build's verify stage does
+   (:func:`~edgepipe.harness.device.run_on_device`: every interpreter in a
+   worker process, so a crash is a failed check, not a dead edgepipe), and hold
    the accuracy to ``--min-accuracy`` and/or a baseline (the float model's
    accuracy, given or read from a build's ``report.json``) with the target's
-   ``max_drop``;
-5. run the build's budget checks (:mod:`~edgepipe.pipeline.budgets_stage`).
+   ``max_drop``.
 
-The same stages as ``edgepipe build`` run on a context that has no Keras
-model, so a verify and a build judge a model the same way.
+There is no Keras model here, so nothing is compared with float outputs; every
+other figure is the build's own.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from edgepipe.checks import Check
 from edgepipe.config.project import ProjectConfig
-from edgepipe.config.schema import Runtime
 from edgepipe.config.targets import ResolvedTarget
 from edgepipe.data.calibration import check_against_input_range
 from edgepipe.errors import ConfigError, InputError
@@ -42,7 +38,6 @@ from edgepipe.pipeline.progress import SILENT, Progress
 from edgepipe.pipeline.report import BuildReport, ReportVerdict
 from edgepipe.tflite.model import TfliteModel, read_tflite
 
-_WORKER = "from edgepipe.verify_tflite import _worker; _worker()"
 @dataclass(frozen=True)
 class AccuracyGate:
     """What the measured accuracy is held to; every field is optional.
@@ -76,7 +71,7 @@ class AccuracyGate:
         eval_sha = ((doc.get("inputs") or {}).get("eval") or {}).get("sha256")
         return cls(min_accuracy, value, str(path), eval_sha)
 
-    def checks(self, acc: dict, rule) -> list[Check]:
+    def checks(self, acc: dict, rule, source: str) -> list[Check]:
         """The accuracy checks for the measured section ``acc`` (which gains the baseline figures)."""
         from edgepipe.pipeline.evaluate import accuracy_check
 
@@ -89,19 +84,18 @@ class AccuracyGate:
             ok = q["top1"] >= self.min_accuracy
             out.append(Check("min_accuracy", "pass" if ok else "fail", round(q["top1"], 4), self.min_accuracy, "%",
                              f"top-1 {q['top1']:.2f}% on {acc['samples']} samples is "
-                             f"{'at least' if ok else 'BELOW'} the minimum {self.min_accuracy:g}%",
-                             "measured:litert-host"))
+                             f"{'at least' if ok else 'BELOW'} the minimum {self.min_accuracy:g}%", source))
         if self.baseline is not None:
             key = "top1" if task == "classification" else "rmse"
             with_float = {**acc, "float": {key: self.baseline}}
-            out.append(accuracy_check(with_float, rule))
+            out.append(accuracy_check(with_float, rule, source))
             acc["baseline"] = {key: self.baseline, "source": self.baseline_source,
                                "drop": with_float["drop"], "drop_unit": with_float["drop_unit"]}
         if not out:
             key, unit = ("top1", "%") if task == "classification" else ("rmse", "")
             out.append(Check("accuracy", "skip", round(q[key], 4), None, unit,
                              f"{key} {q[key]:.4g}{unit} measured; nothing to hold it to (pass --min-accuracy, "
-                             "--baseline-accuracy or --baseline report.json)"))
+                             "--baseline-accuracy or --baseline report.json)", source))
         return out
 
 
@@ -120,9 +114,9 @@ class VerifyResult(ReportVerdict):
 
 
 def run_verify(path: str | Path, target: ResolvedTarget, project: ProjectConfig, gate: AccuracyGate = AccuracyGate(),
-               isolate: bool = True, progress: Progress = SILENT) -> VerifyResult:
+               progress: Progress = SILENT) -> VerifyResult:
     """Verify the ``.tflite`` at ``path``; the eval data is ``project.data.eval``."""
-    from edgepipe.pipeline import budgets_stage, check_stage
+    from edgepipe.pipeline import check_stage
     from edgepipe.pipeline.inputs import BuildInputs, load_split
 
     tfl = read_tflite(path)
@@ -147,15 +141,14 @@ def run_verify(path: str | Path, target: ResolvedTarget, project: ProjectConfig,
         with ctx.stage("check"):
             check_stage.run(ctx)
         with ctx.stage("verify"):
-            _accuracy(ctx, gate, isolate)
-        with ctx.stage("budgets"):
-            budgets_stage.run(ctx)
+            _accuracy(ctx, gate)
     return VerifyResult(report, tfl)
 
 
 def model_context(tfl: TfliteModel, target: ResolvedTarget, project: ProjectConfig, out_dir: Path | None = None,
                   progress: Progress = SILENT, report: BuildReport | None = None):
     """A build context for an existing ``.tflite``: no Keras model, settings as a build would use."""
+    from edgepipe.backends import IOContract
     from edgepipe.pipeline.cache import open_cache
     from edgepipe.pipeline.context import BuildContext
     from edgepipe.pipeline.settings import convert_settings
@@ -163,12 +156,13 @@ def model_context(tfl: TfliteModel, target: ResolvedTarget, project: ProjectConf
     report = report or BuildReport(target=_target_section(target), kind="verify")
     ctx = BuildContext(project, target, out_dir, progress, report, cache=open_cache(False))
     ctx.settings = convert_settings(target.profile, project)
+    ctx.io_contract = IOContract.from_settings(ctx.settings)
     ctx.tflite_bytes, ctx.tflite = tfl.data, tfl
     return ctx
 
 
-def rule_checks(tfl: TfliteModel, target: ResolvedTarget, project: ProjectConfig | None = None) -> list[Check]:
-    """The build's rule checks (int8-only, I/O types, static shapes) on an existing model."""
+def judge(tfl: TfliteModel, target: ResolvedTarget, project: ProjectConfig | None = None) -> list[Check]:
+    """The backend's checks on an existing model (what the build's check stage records), no data needed."""
     from edgepipe.pipeline import check_stage
 
     ctx = model_context(tfl, target, project or ProjectConfig())
@@ -197,65 +191,27 @@ def _io(tfl: TfliteModel) -> tuple[tuple, int | None]:
     return tuple(tfl.input_tensors[0].shape), (int(out[-1]) if out and out[-1] > 0 else None)
 
 
-def _accuracy(ctx, gate: AccuracyGate, isolate: bool) -> None:
-    from edgepipe.harness import metrics
+def _accuracy(ctx, gate: AccuracyGate) -> None:
+    """The device's kernels on the eval data (the build's measurement), held to the gate."""
+    from edgepipe.backends import backend_for
+    from edgepipe.harness import crosscheck
+    from edgepipe.harness.device import run_on_device
+    from edgepipe.harness.harness import EvalData
 
     ev, profile, task = ctx.inputs.eval, ctx.profile, ctx.project.task
     if ev is None:
-        ctx.report.checks.append(Check("accuracy", "skip", detail="no eval data: accuracy was not verified "
-                                                                  "(pass --data)"))
+        reason = "no eval data: accuracy was not verified (pass --data)"
+        ctx.report.checks += [Check("accuracy", "skip", detail=reason),
+                              crosscheck.skipped("no eval data: runtimes were not cross-checked"),
+                              crosscheck.skipped("no eval data: runtimes were not cross-checked", crosscheck.AGREEMENT)]
         return
-    kernels = "xnnpack" if profile.runtime is Runtime.LITERT else "reference"
-    if isolate:
-        out = predict_isolated(ctx.tflite_bytes, ev.x, profile.threads, kernels, ctx.tflite.path)
-    else:
-        from edgepipe.runtimes.litert import LiteRTRunner
-
-        out = LiteRTRunner(ctx.tflite_bytes, profile.threads, kernels).predict(ev.x)
-    acc = {"task": task, "samples": int(len(ev.y))}
-    if task == "classification":
-        acc["quantized"] = metrics.classification(ev.y, out)
-        if ctx.inputs.n_outputs:
-            acc["confusion_matrix"] = metrics.confusion_matrix(ev.y, out, ctx.inputs.n_outputs)
-    else:
-        acc["quantized"] = metrics.regression(ev.y, out)
-    acc["runtime"] = {"name": "litert", "kernels": kernels, "threads": profile.threads, "isolated": isolate}
-    ctx.report.checks += gate.checks(acc, profile.accuracy)
-    ctx.report.sections["accuracy"] = acc
-
-
-def predict_isolated(model_bytes: bytes, x: np.ndarray, threads: int, kernels: str, where: str) -> np.ndarray:
-    """LiteRT outputs for ``x``, computed in a child process: a crash there is an InputError here."""
-    import edgepipe
-
-    with tempfile.TemporaryDirectory(prefix="edgepipe-run-") as tmp:
-        folder = Path(tmp)
-        (folder / "model.tflite").write_bytes(model_bytes)
-        np.save(folder / "x.npy", np.ascontiguousarray(x, np.float32))
-        pkg_root = str(Path(edgepipe.__file__).resolve().parent.parent)
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [pkg_root, os.environ.get("PYTHONPATH")])))
-        proc = subprocess.run([sys.executable, "-c", _WORKER, tmp, str(threads), kernels],
-                              capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            raise InputError(where, "a model the LiteRT interpreter can run", _why(proc))
-        return np.load(folder / "out.npy")
-
-
-def _why(proc: subprocess.CompletedProcess) -> str:
-    if proc.returncode < 0:
-        try:
-            name = signal.Signals(-proc.returncode).name
-        except ValueError:
-            name = f"signal {-proc.returncode}"
-        return f"the interpreter crashed ({name})"
-    lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
-    return f"the interpreter refused it: {lines[-1] if lines else f'exit status {proc.returncode}'}"
-
-
-def _worker() -> None:
-    """Child process: ``<folder> <threads> <kernels>``; reads model.tflite and x.npy, writes out.npy."""
-    from edgepipe.runtimes.litert import LiteRTRunner
-
-    folder, threads, kernels = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-    runner = LiteRTRunner((folder / "model.tflite").read_bytes(), threads, kernels)
-    np.save(folder / "out.npy", runner.predict(np.load(folder / "x.npy")))
+    n_classes = ctx.inputs.n_outputs if task == "classification" else None
+    data = EvalData(ev.x, ev.y, ev.where, task=task, n_classes=n_classes)
+    arena = ctx.judgement.runner_arena if ctx.judgement is not None else None
+    run = run_on_device(ctx.tflite, data, backend_for(profile).plan, profile, arena=arena, progress=ctx.progress)
+    if run.acc is None:
+        ctx.report.checks += [run.not_measured(), crosscheck.skipped(f"not cross-checked: {run.failure}"),
+                              crosscheck.skipped(f"not cross-checked: {run.failure}", crosscheck.AGREEMENT)]
+        return
+    ctx.report.checks += [*gate.checks(run.acc, profile.accuracy, run.source), *run.cross]
+    ctx.report.sections["accuracy"] = run.acc

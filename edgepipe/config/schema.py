@@ -98,16 +98,34 @@ class Accuracy(_Strict):
 
     ``absolute``: ``max_drop`` is in percentage points of top-1 (1.0 = one point).
     ``relative``: ``max_drop`` is a percentage of the float model's accuracy.
+    For regression ``max_drop`` is the accepted RMSE increase in percent of
+    the float model's RMSE.
+    ``max_rmse_increase``: regression only, an RMSE increase (in the model's
+    output units) accepted whatever ``max_drop`` allows: a percentage of the
+    float RMSE allows nothing when that RMSE is 0 (labels that are the float
+    model's own outputs) and next to nothing near it, so without this a
+    quantized model can only fail there.
     ``max_lsb_diff``: largest allowed output difference, in LSBs, between the
     device runtime and the host reference kernels, per kernel: differences
     compound end to end (through a softmax, 1 LSB becomes several), so when
     the outputs differ by more, each op is re-run alone to find the kernel
     (see docs/verification.md).
+    ``max_runtime_disagreement``: per-kernel LSBs are not the whole story; the
+    percent of samples whose predicted class differs between the device runtime
+    and the reference end to end is held to this too.
     """
 
     max_drop: float = Field(default=1.0, ge=0)
     drop_mode: Literal["absolute", "relative"] = "absolute"
+    max_rmse_increase: float = Field(
+        default=0.0, ge=0, allow_inf_nan=False,
+        description="Regression: RMSE increase (output units) accepted whatever max_drop allows; "
+                    "the only allowance when the float RMSE is 0.")
     max_lsb_diff: int = Field(default=1, ge=0)
+    max_runtime_disagreement: float = Field(
+        default=1.0, ge=0, le=100, allow_inf_nan=False,
+        description="Classification: percent of cross-checked eval samples whose top-1 class may differ "
+                    "between the device runtime and the host reference.")
 
 
 class Tflm(_Strict):

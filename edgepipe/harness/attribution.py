@@ -1,9 +1,12 @@
 """Which Keras layers lose accuracy to quantization, by the names the user gave them.
 
 The int8 model runs on the reference kernels with every intermediate tensor
-kept; each TFLite activation tensor is mapped back to the Keras layer that
-produced it (:func:`tensor_owners`), and the Keras graph is walked twice on
-the same samples:
+kept; each Keras layer gets the TFLite tensor that holds its output: tensor
+names propose (:func:`tensor_owners`), and a tensor is kept only if its
+values fit that layer's float output and no other layer's far better. A
+layer folded into another's op (a BatchNorm into a conv, a conv into the
+ReLU after it) is listed as fused into the layer that owns the tensor. The
+Keras graph is walked twice on the same samples:
 
 - **float**: the float model as trained, giving each layer's *cumulative*
   error (int8 tensor vs float layer output, everything upstream included);
@@ -23,10 +26,16 @@ from pathlib import Path
 import numpy as np
 
 from edgepipe.runtimes.quant import dequantize
-from edgepipe.tflite.model import TfliteModel, parse_tflite
+from edgepipe.tflite.model import Tensor, TfliteModel, parse_tflite
 from edgepipe.harness.metrics import ErrorStats, channel_sqnr_db
 
 _SUFFIX = re.compile(r"_\d+$")
+_OUTPUT_K = re.compile(r":(\d+)$")
+_RESHAPES = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
+MARGIN_DB = 10.0  # a tensor belongs to a layer only if no other layer's float output fits it this much better
+MATCH_DB = 10.0  # an unnamed tensor is matched by value only to a layer it fits at least this well
+SAME_DB = 100.0  # float outputs agreeing this well are the same values (a Dropout and its input)
+MATCH_SAMPLES = 16
 FLOOR_PCT = 0.01
 FAULT_DB = 20.0  # local SQNR under this (relative error over 10%) marks a layer at fault
 
@@ -95,66 +104,149 @@ class Attribution:
 
 def attribute(model, tflite_bytes: bytes, x: np.ndarray) -> Attribution:
     """Per-layer error of the .tflite against the Keras ``model`` on float samples ``x``."""
-    from edgepipe.runtimes.litert import intermediates
-
     tfl = parse_tflite(tflite_bytes)
     graph = getattr(model, "_functional", None) or model
     if not hasattr(graph, "_nodes_by_depth"):
         return Attribution([], len(x), note="not a functional or sequential Keras model: no per-layer figures")
-    layers = [layer for layer in model.layers]
-    order = [layer.name for layer in layers]
-    owners = tensor_owners(tfl, order)
-    chosen = _tensor_per_layer(tfl, owners, {layer.name: layer for layer in layers})
-    values = intermediates(tflite_bytes, x, sorted({*chosen.values(), *tfl.inputs}))
-    deq = {i: _dequantize(tfl.tensors[i], v) for i, v in values.items()}
-    inp_t = tfl.input_tensors[0]
-    float_vals, local_vals = _walk(graph, x, deq[inp_t.index], {n: deq[i] for n, i in chosen.items()})
-    errors = [_input_error(graph, inp_t, x, deq[inp_t.index])]
-    fused = _fused_names(tfl, owners, chosen, order)
-    for layer in layers:
-        if layer.name not in chosen or layer.name not in float_vals:
-            continue
-        t = tfl.tensors[chosen[layer.name]]
-        errors.append(_layer_error(layer, t, float_vals[layer.name], local_vals[layer.name],
-                                   deq[t.index], fused.get(layer.name, ())))
-    unmatched = [n for n in order if n not in chosen and not any(n in f for f in fused.values())
-                 and type(model.get_layer(n)).__name__ != "InputLayer"]
-    return Attribution([e for e in errors if e is not None], len(x), unmatched)
+    floats = _walk(graph, x)
+    m = _map_layers(model, graph, tfl, tflite_bytes, x, floats)
+    x_int = m.values[m.input.index].reshape(x.shape)
+    anchors = {n: m.values[i].reshape(floats[n].shape) for n, i in m.chosen.items()}
+    local = _walk(graph, x_int, anchors)
+    errors = [_input_error(graph, m.input, x, x_int)]
+    for layer in model.layers:
+        if layer.name in m.chosen:
+            t = tfl.tensors[m.chosen[layer.name]]
+            errors.append(_layer_error(layer, t, floats[layer.name], local[layer.name],
+                                       anchors[layer.name], m.fused.get(layer.name, ())))
+    return Attribution([e for e in errors if e is not None], len(x), m.unmatched, m.note)
+
+
+@dataclass(frozen=True)
+class _Mapping:
+    """Layer -> its tensor index (``chosen``), layers folded into each, those with neither, and the
+    dequantized tensors of one int8 run (per sample, flattened) they were read from."""
+
+    chosen: dict[str, int]
+    fused: dict[str, tuple[str, ...]]
+    unmatched: list[str]
+    note: str
+    values: dict[int, np.ndarray]
+    input: Tensor  # the model input as quantized
+
+
+def _map_layers(model, graph, tfl: TfliteModel, tflite_bytes: bytes, x: np.ndarray, floats: dict) -> _Mapping:
+    """Names propose each layer's tensor, one int8 run's values confirm it, identity layers take it over."""
+    from edgepipe.runtimes.litert import intermediates
+
+    order = [layer.name for layer in model.layers]
+    owners = tensor_owners(tfl, order, _output_layers(graph))
+    cands = _tensor_per_layer(tfl, owners, _mentions(tfl, order), floats)
+    spare = _spare_tensors(tfl, owners, cands, floats)
+    inp = _quantized_input(tfl)
+    got = intermediates(tflite_bytes, x, sorted({*(i for c in cands.values() for i in c), *spare, inp.index}))
+    deq = {i: _dequantize(tfl.tensors[i], v).reshape(len(x), -1) for i, v in got.items()}
+    chosen, refused, notes = _validate(cands, deq, floats)
+    chosen.update(_match_by_value(tfl, [*spare, *refused], chosen, deq, floats))
+    consumers = _consumers(graph)
+    _extend_identities(chosen, deq, floats, consumers)
+    inner = [n for n in order if type(model.get_layer(n)).__name__ != "InputLayer"]
+    fused = _fused_names(inner, chosen, cands, consumers)
+    folded = {n for names in fused.values() for n in names}
+    unmatched = [n for n in inner if n not in chosen and n not in folded]
+    return _Mapping(chosen, fused, unmatched, "; ".join(notes), deq, inp)
 
 
 # ----------------------------------------------------------------- TFLite names -> Keras layers
 
-def tensor_owners(tfl: TfliteModel, layer_order: list[str]) -> dict[int, str]:
-    """Activation tensor index -> the Keras layer that produced it.
+def tensor_owners(tfl: TfliteModel, layer_order: list[str], output_layers: list[str] | None = None) -> dict[int, str]:
+    """Activation tensor index -> the Keras layer that produced it, read from tensor names alone.
 
-    TFLite names are TF scope paths, fused ops joined by ';'
-    (``tiny_1/conv_1/Relu;tiny_1/bn_1/batchnorm/add_1;...``), where Keras 3
-    adds ``_1`` to each scope. A tensor belongs to the *last* layer (in model
-    order) named in it: a BatchNorm and ReLU folded into a conv are owned by
-    the ReLU's layer.
+    A tensor fusing several layers' ops (``tiny_1/bn_1/batchnorm/add_1;tiny_1/conv_1/convolution``)
+    belongs to the *last* of them in model order: a BatchNorm and ReLU folded into
+    a conv are owned by the ReLU's layer. The converter renames model outputs
+    (``StatefulPartitionedCall_1:0``): they belong to ``output_layers`` (the
+    Keras outputs' layers, in order; by default the last layer of a
+    single-output model). Names cannot tell a layer folded in without a trace
+    (a Lambda scaling a conv's output): :func:`attribute` checks values too.
     """
     pos = {name: i for i, name in enumerate(layer_order)}
-    producers = tfl.producers()
-    comps = {t.index: {c for part in t.name.split(";") for c in part.split("/")}
-             for t in tfl.tensors if t.index in producers}
-    best: dict[int, str] = {}
-    for strip in (True, False):  # which naming the converter used: whichever matches more layers
-        found = {}
-        for idx, names in comps.items():
-            cands = [n for c in names if (n := _SUFFIX.sub("", c) if strip else c) in pos]
-            if cands:
-                found[idx] = max(cands, key=pos.__getitem__)
-        if len(set(found.values())) > len(set(best.values())):
+    owners = {i: max(names, key=pos.__getitem__) for i, names in _mentions(tfl, layer_order).items()}
+    if output_layers is None:
+        output_layers = layer_order[-1:] if len(tfl.outputs) == 1 else []
+    if len(output_layers) == len(tfl.outputs):
+        producers = tfl.producers()
+        for idx, name in zip(_outputs_in_order(tfl), output_layers):
+            owners.setdefault(idx, name)
+            if idx in producers and producers[idx].op == "DEQUANTIZE" and owners[idx] == name:
+                owners.setdefault(producers[idx].inputs[0], name)  # float outputs: the int tensor before
+    _carry_reshapes(tfl, owners, pos)
+    _adopt_unnamed(tfl, owners)
+    return owners
+
+
+def _outputs_in_order(tfl: TfliteModel) -> list[int]:
+    """The model's output tensors in Keras order: renamed ``StatefulPartitionedCall_1:<k>`` by position ``k``.
+
+    The subgraph may list them in another order (``:1`` before ``:0`` seen).
+    """
+    found = [_OUTPUT_K.search(tfl.tensors[i].name) for i in tfl.outputs]
+    ks = [int(m.group(1)) for m in found if m]
+    if sorted(ks) != list(range(len(tfl.outputs))):
+        return list(tfl.outputs)
+    return [i for _, i in sorted(zip(ks, tfl.outputs))]
+
+
+def _mentions(tfl: TfliteModel, layer_order: list[str]) -> dict[int, tuple[str, ...]]:
+    """Produced tensor -> the layers whose scopes its name contains.
+
+    Names are TF scope paths, fused ops joined by ';'. In each part the first
+    component naming a layer is that layer's scope; the rest are op names
+    (``bn_1/batchnorm/add_1`` must not read as a layer called ``add``). Keras 3
+    suffixes scopes (``conv_1``; ``conv2d_1_2`` for a layer ``conv2d_1``):
+    the reading, suffix stripped or not, that finds more layers wins.
+    """
+    known, producers = set(layer_order), tfl.producers()
+    produced = [t for t in tfl.tensors if t.index in producers]
+    best: dict[int, tuple[str, ...]] = {}
+    for strip in (True, False):
+        found = {t.index: names for t in produced if (names := _scopes(t.name, known, strip))}
+        if len({n for v in found.values() for n in v}) > len({n for v in best.values() for n in v}):
             best = found
-    _adopt_unnamed(tfl, best)
     return best
+
+
+def _scopes(name: str, known: set[str], strip: bool) -> tuple[str, ...]:
+    out = []
+    for part in name.split(";"):
+        hit = next((n for c in part.split("/") if (n := _SUFFIX.sub("", c) if strip else c) in known), None)
+        if hit and hit not in out:
+            out.append(hit)
+    return tuple(out)
+
+
+def _carry_reshapes(tfl: TfliteModel, owners: dict[int, str], pos: dict[str, int]) -> None:
+    """A reshape keeping every non-unit dimension carries its input's values: the later layer owns it.
+
+    Conv1D runs as a 2-D conv between reshapes; the closing squeeze, named
+    after the conv, holds the output of a BatchNorm and ReLU fused into it.
+    """
+    for op in tfl.operators:
+        src, out = owners.get(op.inputs[0]) if op.inputs else None, op.outputs[0] if op.outputs else -1
+        if (op.op in _RESHAPES and src and out >= 0
+                and _core(tfl.tensors[out].shape) == _core(tfl.tensors[op.inputs[0]].shape)
+                and (out not in owners or pos[src] > pos[owners[out]])):
+            owners[out] = src
 
 
 def _adopt_unnamed(tfl: TfliteModel, owners: dict[int, str]) -> None:
     """An unnamed op that alone consumes a layer's tensor, same shape out, belongs to that layer.
 
-    A Dense with ``activation="softmax"`` becomes FULLY_CONNECTED (named after
-    the layer) then SOFTMAX, whose output carries only the signature's name.
+    Float fallback wraps an op in DEQUANTIZE/QUANTIZE named ``tfl.quantize``:
+    the QUANTIZE is the layer's int8 output; the DEQUANTIZE only a float copy
+    of the int8 tensor before it, which stays the earlier layer's output.
+    (Model outputs are named by :func:`tensor_owners` before this runs: the
+    SOFTMAX after a GlobalAveragePooling2D belongs to the softmax layer.)
     """
     consumers: dict[int, int] = {}
     for op in tfl.operators:
@@ -163,66 +255,198 @@ def _adopt_unnamed(tfl: TfliteModel, owners: dict[int, str]) -> None:
     for op in tfl.operators:  # execution order, so chains extend
         named = [i for i in op.inputs if i in owners]
         outs = [o for o in op.outputs if o >= 0]
-        if (len(named) == 1 and consumers[named[0]] == 1 and outs and all(o not in owners for o in outs)
-                and all(tfl.tensors[o].shape == tfl.tensors[named[0]].shape for o in outs)):
+        if (op.op != "DEQUANTIZE" and len(named) == 1 and consumers[named[0]] == 1 and outs
+                and all(o not in owners and tfl.tensors[o].shape == tfl.tensors[named[0]].shape for o in outs)):
             for o in outs:
                 owners[o] = owners[named[0]]
 
 
-def _tensor_per_layer(tfl: TfliteModel, owners: dict[int, str], layers: dict) -> dict[str, int]:
-    """Each layer's output tensor: the last one it owns whose shape matches its Keras output."""
-    out: dict[str, int] = {}
-    producers = tfl.producers()
-    for idx in sorted(owners, key=lambda i: producers[i].index):
-        layer = layers[owners[idx]]
-        try:
-            want = tuple(layer.output.shape[1:])
-        except (AttributeError, ValueError):
+def _tensor_per_layer(tfl: TfliteModel, owners: dict[int, str], mentions: dict, floats: dict) -> dict[str, list[int]]:
+    """Each layer's candidate output tensors, best first: those it owns with its output's shape.
+
+    A tensor that names a layer but belongs to a later one (the layer was
+    folded into it) makes the layer's earlier tensors internal: the
+    depthwise half of a SeparableConv2D whose pointwise conv absorbed a
+    BatchNorm is not the separable layer's output. A DEQUANTIZE of a
+    layer's own tensor is only its float copy. See :func:`_preferred` for the order.
+    """
+    cands: dict[str, list[int]] = {}
+    for op in tfl.operators:  # execution order
+        for idx in (o for o in op.outputs if o >= 0):
+            for name in mentions.get(idx, ()):
+                if owners.get(idx) != name:
+                    cands[name] = []
+            name = owners.get(idx)
+            if (name in floats and _core(tfl.tensors[idx].shape) == _core(floats[name].shape[1:])
+                    and not (op.op == "DEQUANTIZE" and owners.get(op.inputs[0]) == name)):
+                cands.setdefault(name, []).append(idx)
+    readers: dict[int, list] = {}
+    for op in tfl.operators:
+        for i in op.inputs:
+            readers.setdefault(i, []).append(op)
+    return {n: _preferred(c, owners, readers, tfl.outputs) for n, c in cands.items() if c}
+
+
+def _preferred(idxs: list[int], owners: dict[int, str], readers: dict[int, list], outputs) -> list[int]:
+    """A layer's tensors: first those other layers read (earliest first), then internal ones (latest first).
+
+    Dense(activation="softmax") owns the FULLY_CONNECTED output, read only by
+    its own SOFTMAX; a Multiply read by two layers may own its MUL output and
+    a requantized copy for one reader: its output is the MUL's.
+    """
+    def read_outside(i: int) -> bool:
+        return i in outputs or not readers.get(i) or any(
+            owners.get(o) != owners[i] for op in readers[i] for o in op.outputs if o >= 0)
+    out = [i for i in idxs if read_outside(i)]
+    return out + [i for i in reversed(idxs) if i not in out]
+
+
+def _spare_tensors(tfl: TfliteModel, owners: dict, cands: dict, floats: dict) -> list[int]:
+    """Unnamed activation tensors shaped like the output of a layer that has no candidate."""
+    wanted = {_core(v.shape[1:]) for n, v in floats.items() if n not in cands}
+    return [i for i in tfl.producers() if i not in owners and _core(tfl.tensors[i].shape) in wanted]
+
+
+def _fused_names(order: list[str], chosen: dict[str, int], cands: dict, consumers: dict) -> dict:
+    """For each layer with a tensor, the layers folded into it: its figures include their error.
+
+    A layer without a tensor whose single path downstream reaches a layer
+    with one before any branch is computed inside that tensor's op(s); a
+    layer whose own tensors were refused (see :func:`_validate`) is not.
+    """
+    out: dict[str, list[str]] = {}
+    for name in order:
+        if name in chosen:
             continue
-        if tuple(tfl.tensors[idx].shape[1:]) == tuple(d if d is not None else -1 for d in want):
-            out[layer.name] = idx
-    return out
+        cur = name
+        while cur not in chosen and len(consumers.get(cur, ())) == 1:
+            cur = consumers[cur][0]
+        if cur in chosen and (name not in cands or chosen[cur] in cands[name]):
+            out.setdefault(cur, []).append(name)
+    return {n: tuple(v) for n, v in out.items()}
 
 
-def _fused_names(tfl: TfliteModel, owners: dict[int, str], chosen: dict[str, int], order: list[str]) -> dict:
-    """For each layer with a tensor, the other layers named in it that have none (folded in)."""
-    out = {}
-    for name, idx in chosen.items():
-        names = {n for n in order if n != name and n not in chosen and
-                 any(_SUFFIX.sub("", c) == n or c == n for part in tfl.tensors[idx].name.split(";")
-                     for c in part.split("/"))}
-        if names:
-            out[name] = tuple(n for n in order if n in names)
-    return out
+def _quantized_input(tfl: TfliteModel) -> Tensor:
+    """The input as the int8 model sees it: the model input, or for a float input its QUANTIZE op's output."""
+    first = tfl.input_tensors[0]
+    if first.scale:
+        return first
+    quant = [op for op in tfl.operators if op.op == "QUANTIZE" and op.inputs[:1] == (first.index,)]
+    return tfl.tensors[quant[0].outputs[0]] if len(quant) == 1 else first
 
 
 def _dequantize(t, v: np.ndarray) -> np.ndarray:
     return dequantize(v, t.scale[0], t.zero_point[0]) if t.scale else np.asarray(v, np.float32)
 
 
-# ----------------------------------------------------------------- the two walks over the Keras graph
+def _core(shape) -> tuple[int, ...]:
+    """A shape without its unit dimensions: reshapes that add or drop those keep values in place."""
+    return tuple(int(d) for d in shape if d != 1)
 
-def _walk(graph, x: np.ndarray, x_int: np.ndarray, int_outputs: dict[str, np.ndarray]):
-    """(float outputs, locally replayed outputs) per layer name."""
-    float_d = {id(graph.inputs[0]): x}
-    anchored = {id(graph.inputs[0]): x_int}
-    float_out: dict[str, np.ndarray] = {}
-    local_out: dict[str, np.ndarray] = {}
+
+# ----------------------------------------------------------------- checking names against values
+
+def _validate(cands: dict, deq: dict, floats: dict) -> tuple[dict[str, int], list[int], list[str]]:
+    """Each layer's first candidate (see :func:`_preferred`) that no other layer's float output fits far better.
+
+    Names can mislead (a scaling folded into a conv leaves only the conv's
+    name on a tensor holding the scaled values). A tensor that another
+    layer computing different values fits :data:`MARGIN_DB` better is
+    refused and offered to the layers that have none.
+    """
+    chosen, refused, notes = {}, [], []
+    for name, idxs in cands.items():
+        for idx in idxs:
+            own, core = _fit(floats[name], deq[idx]), _core(floats[name].shape[1:])
+            rival = max(((_fit(f, deq[idx]), other) for other, f in floats.items() if other != name
+                         and _core(f.shape[1:]) == core and not _same(floats[name], f)), default=None)
+            if rival is None or rival[0] <= own + MARGIN_DB:
+                chosen[name] = idx
+                break
+            refused.append(idx)
+            notes.append(f"{name}: its tensor agrees with {rival[1]} ({rival[0]:.1f} dB), not with it "
+                         f"({own:.1f} dB)")
+    return chosen, refused, notes
+
+
+def _match_by_value(tfl: TfliteModel, spare: list[int], chosen: dict, deq: dict, floats: dict) -> dict[str, int]:
+    """Tensors no name placed, each given to a layer without one that it fits well and far better than any other."""
+    found: dict[str, tuple[float, int]] = {}
+    for idx in spare:
+        core = _core(tfl.tensors[idx].shape)
+        fits = sorted(((_fit(f, deq[idx]), n) for n, f in floats.items() if _core(f.shape[1:]) == core), reverse=True)
+        if not fits or fits[0][1] in chosen or fits[0][0] < MATCH_DB:
+            continue
+        best, name = fits[0]
+        rival = next((s for s, n in fits[1:] if not _same(floats[name], floats[n])), -np.inf)
+        if rival <= best - MARGIN_DB and best > found.get(name, (-np.inf, 0))[0]:
+            found[name] = (best, idx)
+    return {n: idx for n, (_, idx) in found.items()}
+
+
+def _extend_identities(chosen: dict[str, int], deq: dict, floats: dict, consumers: dict) -> None:
+    """Hand each tensor down to the last layer whose output it equals as far as int8 can tell.
+
+    A Dropout, a ReLU after a Dense(activation="relu"), or a BatchNorm
+    close to identity that the converter folded without a trace leaves no
+    op: when the next layer (single reader, no tensor) computes values
+    closer to the current one's than the tensor's own precision
+    (:data:`MARGIN_DB`), the tensor is its output too, and the layer before
+    is listed as fused into it.
+    """
+    for name in list(chosen):
+        cur, idx = name, chosen[name]
+        while len(consumers.get(cur, ())) == 1:
+            nxt = consumers[cur][0]
+            if (nxt in chosen or nxt not in floats or floats[nxt].size != floats[cur].size
+                    or _fit(floats[cur], floats[nxt]) < _fit(floats[cur], deq[idx]) + MARGIN_DB):
+                break
+            cur = nxt
+        if cur != name:
+            chosen[cur] = chosen.pop(name)
+
+
+def _fit(ref: np.ndarray, test: np.ndarray) -> float:
+    """SQNR of ``test`` against ``ref`` (same values per sample) on the first :data:`MATCH_SAMPLES` samples.
+
+    A few samples tell layers apart; all of them would cost a comparison per
+    pair of same-shaped layers on large models.
+    """
+    ref = ref[:MATCH_SAMPLES]
+    return channel_sqnr_db(ref, test[:MATCH_SAMPLES].reshape(ref.shape))
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Two layers' float outputs hold the same values (a Dropout and its input)."""
+    return a.size == b.size and _fit(a, b) >= SAME_DB
+
+
+# ----------------------------------------------------------------- the Keras graph
+
+def _walk(graph, x: np.ndarray, anchors: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Each single-output layer's output on ``x``.
+
+    Without ``anchors``, the float model. With them (the int8 model's
+    dequantized input as ``x`` and its tensors by layer), the local replay:
+    each layer computes from its inputs, then downstream layers continue
+    from the int8 tensor where the layer has one.
+    """
+    anchors = anchors or {}
+    values = {id(graph.inputs[0]): x}
+    out: dict[str, np.ndarray] = {}
     for depth in sorted(graph._nodes_by_depth, reverse=True):
         for node in graph._nodes_by_depth[depth]:
             if node.is_input or not node.operation:
                 continue
             name = node.operation.name
-            f = _call(node, float_d)
-            loc = _call(node, anchored)
-            for kt, fv, lv in zip(node.outputs, f, loc):
-                float_d[id(kt)] = fv
-                anchored[id(kt)] = lv
+            got = _call(node, values)
+            for kt, v in zip(node.outputs, got):
+                values[id(kt)] = v
             if len(node.outputs) == 1:
-                float_out[name], local_out[name] = f[0], loc[0]
-                if name in int_outputs:
-                    anchored[id(node.outputs[0])] = int_outputs[name]
-    return float_out, local_out
+                out[name] = got[0]
+                if name in anchors:
+                    values[id(node.outputs[0])] = anchors[name]
+    return out
 
 
 def _call(node, values: dict) -> list[np.ndarray]:
@@ -230,6 +454,24 @@ def _call(node, values: dict) -> list[np.ndarray]:
     out = node.operation(*args, **kwargs)
     outs = list(out.values()) if isinstance(out, dict) else out if isinstance(out, (list, tuple)) else [out]
     return [np.asarray(o, np.float32) for o in outs]
+
+
+def _consumers(graph) -> dict[str, list[str]]:
+    """Layer name -> the layers reading its output (each once)."""
+    out: dict[str, list[str]] = {}
+    for nodes in graph._nodes_by_depth.values():
+        for node in nodes:
+            if node.is_input or not node.operation:
+                continue
+            for kt in node.input_tensors:
+                readers = out.setdefault(kt._keras_history.operation.name, [])
+                if node.operation.name not in readers:
+                    readers.append(node.operation.name)
+    return out
+
+
+def _output_layers(graph) -> list[str]:
+    return [kt._keras_history.operation.name for kt in graph.outputs]
 
 
 def _layer_error(layer, t, float_v, local_v, int_v, fused) -> LayerError:

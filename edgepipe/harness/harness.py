@@ -151,65 +151,110 @@ class _OutputStats:
     vs_reference: metrics.ErrorStats = field(default_factory=metrics.ErrorStats)
 
 
-def evaluate(data: EvalData, float_fn: Callable[[int, np.ndarray], list[np.ndarray]], runner: Runner,
+def evaluate(data: EvalData, float_fn: Callable[[int, np.ndarray], list[np.ndarray]] | None, runner: Runner,
              tfl: TfliteModel, *, reference: Runner | None = None, reference_samples: int | None = None,
              progress: Progress = SILENT, label: str = "evaluating") -> dict:
     """The report's accuracy section for ``runner`` (and ``reference``, if given) on ``data``.
 
-    ``reference`` runs on at most ``reference_samples`` evenly spread samples
-    (all when None); its integer outputs are compared with ``runner``'s.
+    ``float_fn`` (the float model's outputs per chunk) is None when only the
+    ``.tflite`` is at hand (``edgepipe verify``): there is then nothing to compare
+    with but the labels. ``reference`` runs on at most ``reference_samples``
+    evenly spread samples (all when None); its integer outputs are compared with
+    ``runner``'s, element by element (LSBs) and by top-1 class. If the reference
+    runtime fails mid-way, the cross-check stops and says why; the device
+    runner's own failures propagate (:class:`~edgepipe.runtimes.isolated.RuntimeFailure`).
     """
     n = len(data)
     every = max(1, math.ceil(n / reference_samples)) if reference_samples else 1
-    params = [_qparams(t) for t in tfl.output_tensors]
-    per_out = [_OutputStats(t.name) for t in tfl.output_tensors]
-    task = data.task
-    labels_f, labels_q = _label_stats(task, data.n_classes), _label_stats(task, data.n_classes)
-    agree = metrics.AgreementStats()
+    acc = _Accumulators(data, tfl, float_fn is not None, reference is not None)
     with progress.task(label, n) as update:
         for start, x, y in data.chunks():
-            f = _align(float_fn(start, x), tfl)
             raw = runner.raw(x)
-            q = [dequantize(r, *p) for r, p in zip(raw, params)]
-            for o, stats in enumerate(per_out):
-                stats.vs_float.update(f[o], q[o])
-            if y is not None:
-                labels_f.update(y, f[0])
-                labels_q.update(y, q[0])
-            if task == "classification":
-                agree.update(f[0], q[0])
+            acc.add(start, x, y, raw, float_fn(start, x) if float_fn else None)
             pick = np.flatnonzero((np.arange(start, start + len(x)) % every) == 0)
-            if reference is not None and len(pick):
-                ref_raw = reference.raw(x[pick])
-                for o, stats in enumerate(per_out):
-                    stats.lsb.update(raw[o][pick], ref_raw[o], start + pick)
-                    stats.vs_reference.update(dequantize(ref_raw[o], *params[o]), q[o][pick])
+            if reference is not None and len(pick) and acc.reference_failure is None:
+                acc.cross(reference, x, raw, pick, start)
             update(start + len(x))
-    return _section(task, n, labels_f, labels_q, agree, per_out, data.y is not None, reference is not None)
+    return acc.section()
+
+
+class _Accumulators:
+    """Every figure of one evaluation, fed chunk by chunk."""
+
+    def __init__(self, data: EvalData, tfl: TfliteModel, with_float: bool, with_reference: bool):
+        self.task, self.n, self.tfl = data.task, len(data), tfl
+        self.labelled, self.with_float, self.with_reference = data.y is not None, with_float, with_reference
+        self.params = [_qparams(t) for t in tfl.output_tensors]
+        self.per_out = [_OutputStats(t.name) for t in tfl.output_tensors]
+        self.labels_f, self.labels_q = _label_stats(self.task, data.n_classes), _label_stats(self.task, data.n_classes)
+        self.agree, self.runtime_agree = metrics.AgreementStats(), metrics.AgreementStats()
+        self.reference_failure: str | None = None
+
+    def add(self, start: int, x, y, raw: list[np.ndarray], float_outs: list[np.ndarray] | None) -> None:
+        q = [dequantize(r, *p) for r, p in zip(raw, self.params)]
+        if y is not None:
+            self.labels_q.update(y, q[0])
+        if float_outs is None:
+            return
+        f = _align(float_outs, self.tfl)
+        for o, stats in enumerate(self.per_out):
+            stats.vs_float.update(f[o], q[o])
+        if y is not None:
+            self.labels_f.update(y, f[0])
+        if self.task == "classification":
+            self.agree.update(f[0], q[0])
+
+    def cross(self, reference: Runner, x, raw: list[np.ndarray], pick: np.ndarray, start: int) -> None:
+        from edgepipe.runtimes.isolated import RuntimeFailure
+
+        try:
+            ref_raw = reference.raw(x[pick])
+        except RuntimeFailure as exc:
+            self.reference_failure = str(exc)
+            return
+        for o, stats in enumerate(self.per_out):
+            ref_q, dev_q = dequantize(ref_raw[o], *self.params[o]), dequantize(raw[o][pick], *self.params[o])
+            stats.lsb.update(raw[o][pick], ref_raw[o], start + pick)
+            stats.vs_reference.update(ref_q, dev_q)
+            if o == 0 and self.task == "classification":
+                self.runtime_agree.update(ref_q, dev_q)
+
+    def section(self) -> dict:
+        """Float vs labels (``float``), quantized vs labels (``quantized``), quantized vs float
+        (``agreement``, ``output_error``, per output in ``outputs``), device vs reference (``cross_check``)."""
+        acc: dict = {"task": self.task, "samples": self.n}
+        if self.with_float:
+            acc["output_error"] = self.per_out[0].vs_float.result()
+        if self.labelled:
+            if self.with_float:
+                acc["float"] = self.labels_f.result()
+            acc["quantized"] = self.labels_q.result()
+        if self.task == "classification":
+            if self.with_float:
+                acc["agreement"] = self.agree.result()
+            if self.labelled and self.labels_q.matrix is not None:
+                acc["confusion_matrix"] = self.labels_q.matrix.tolist()
+        acc["outputs"] = [{"name": s.name, **({"quantized_vs_float": s.vs_float.result()} if self.with_float else {})}
+                          for s in self.per_out]
+        if self.with_reference:
+            self._cross_section(acc)
+        return acc
+
+    def _cross_section(self, acc: dict) -> None:
+        for s, d in zip(self.per_out, acc["outputs"]):
+            d["device_vs_reference"] = {**s.lsb.result(), "error": s.vs_reference.result()}
+        worst = sorted({i for s in self.per_out for _, i in s.lsb.worst})
+        cross = {"max_lsb": max(s.lsb.max_lsb for s in self.per_out), "samples": self.per_out[0].lsb.samples,
+                 "worst_samples": worst}
+        if self.task == "classification" and self.runtime_agree.samples:
+            cross["top1_disagreement_pct"] = 100.0 - self.runtime_agree.result()
+        if self.reference_failure:
+            cross["reference_failure"] = self.reference_failure
+        acc["cross_check"] = cross
 
 
 def _label_stats(task: str, n_classes: int | None):
     return metrics.ClassStats(5, n_classes) if task == "classification" else metrics.ErrorStats()
-
-
-def _section(task, n, labels_f, labels_q, agree, per_out, labelled, cross) -> dict:
-    """Float vs labels (``float``), quantized vs labels (``quantized``), quantized vs float
-    (``agreement``, ``output_error``, per output in ``outputs``), device vs reference (``cross_check``)."""
-    acc: dict = {"task": task, "samples": n, "output_error": per_out[0].vs_float.result()}
-    if labelled:
-        acc["float"], acc["quantized"] = labels_f.result(), labels_q.result()
-    if task == "classification":
-        acc["agreement"] = agree.result()
-        if labelled and labels_q.matrix is not None:
-            acc["confusion_matrix"] = labels_q.matrix.tolist()
-    acc["outputs"] = [{"name": s.name, "quantized_vs_float": s.vs_float.result()} for s in per_out]
-    if cross:
-        for s, d in zip(per_out, acc["outputs"]):
-            d["device_vs_reference"] = {**s.lsb.result(), "error": s.vs_reference.result()}
-        worst = sorted({i for s in per_out for _, i in s.lsb.worst})
-        acc["cross_check"] = {"max_lsb": max(s.lsb.max_lsb for s in per_out), "samples": per_out[0].lsb.samples,
-                              "worst_samples": worst}
-    return acc
 
 
 def _qparams(t) -> tuple[float, int]:

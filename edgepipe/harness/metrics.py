@@ -189,8 +189,14 @@ def agreement(reference: np.ndarray, test: np.ndarray) -> float:
 
 
 def accuracy_drop(float_acc: float, quant_acc: float, mode: str) -> float:
-    """Drop in percentage points (absolute) or percent of the float accuracy (relative)."""
+    """Drop in percentage points (absolute) or percent of the float accuracy (relative).
+
+    Relative to a float accuracy of 0 the drop is +inf, so a gate fails: a
+    quantized model cannot fall below 0, and a float model that never gets a
+    label right points at the eval data (labels, preprocessing), not at a
+    model anyone should ship on the strength of a passed check.
+    """
     drop = float_acc - quant_acc
     if mode == "relative":
-        return 100.0 * drop / float_acc if float_acc > 0 else 0.0
+        return 100.0 * drop / float_acc if float_acc > 0 else float("inf")
     return drop

@@ -6,7 +6,9 @@ the first model that meets the budget:
 1. ``calibration``: all the representative samples (evenly spread) instead of a subset;
 2. ``per-channel``: per-channel weight scales, if they were off;
 3. ``int16x8``: 16-bit activations, 8-bit weights (whole model; the converter cannot mix
-   per layer) -- not on ``int8_only`` targets;
+   per layer) -- not on ``int8_only`` targets, and refused (recorded, not converted) unless
+   the I/O types stay those asked for: the converter gives int16x8 models int16 or float32
+   I/O only (asked for int8 it refuses, and its older quantizer silently makes them int16);
 4. ``float``: the worst layer (then the three worst), and the ops reading its output,
    left in float -- only on targets that allow float (``int8_only: false``).
 
@@ -15,8 +17,10 @@ measured with for the target, and recorded in the report's
 ``quantization_attempts`` section (what changed, size, accuracy). If none meets
 the budget the most accurate one is kept, the verify stage's accuracy check
 fails (exit 1) and names the layers at fault. A candidate that breaks an
-int8-only target is never kept. Each attempt is one conversion in this process
-(TF 2.21's converter leaks memory per call: a handful per build is fine).
+int8-only target, or whose input/output types differ from those the profile
+and project ask for (a contract with the application that feeds the model),
+is never kept. Each attempt is one conversion in this process (TF 2.21's
+converter leaks memory per call: a handful per build is fine).
 """
 
 from __future__ import annotations
@@ -85,12 +89,15 @@ def run(ctx: BuildContext) -> None:
         return
     runner = plan_for(ctx.profile).device
     base = Candidate(ctx.settings, ctx.inputs.representative.x)
+    contract = ctx.io_contract
     attempts = [_measured(ctx, data, runner, Attempt("as configured", "-", base, ctx.tflite_bytes))]
+    if attempts[0].check is None:  # the device runtime cannot run it: the verify stage says so
+        return
     fault: list[str] = []
     if not attempts[0].passed:
         fault, nodes = _layers_at_fault(ctx, data, ctx.tflite_bytes)
         for step, change, cand in _steps(ctx, base, fault, nodes):
-            attempt = _try(ctx, data, runner, Attempt(step, change, cand))
+            attempt = _try(ctx, data, runner, Attempt(step, change, cand), contract)
             attempts.append(attempt)
             if attempt.passed:
                 break
@@ -104,7 +111,8 @@ def run(ctx: BuildContext) -> None:
         ctx.report.sections["quantization"] = {**ctx.settings.to_dict(),
                                                "float_layers": list(chosen.candidate.float_layers)}
     ctx.report.sections["quantization_attempts"] = {
-        "budget": {"max_drop": ctx.profile.accuracy.max_drop, "drop_mode": ctx.profile.accuracy.drop_mode},
+        "budget": {"max_drop": ctx.profile.accuracy.max_drop, "drop_mode": ctx.profile.accuracy.drop_mode,
+                   "max_rmse_increase": ctx.profile.accuracy.max_rmse_increase},
         "measured_with": attempts[0].acc["runtime"]["name"], "passed": chosen.passed, "chosen": attempts.index(chosen),
         "attempts": [a.to_dict() for a in attempts], "layers_at_fault": fault}
     if len(attempts) > 1:
@@ -136,8 +144,9 @@ def _steps(ctx: BuildContext, base: Candidate, fault: list[str], nodes: dict[str
         yield "per-channel", "per-channel weight scales (were per-tensor)", cur
     if profile.accelerator.int8_only or s.scheme is not Scheme.INT8:
         return
-    yield "int16x8", "16-bit activations, 8-bit weights (whole model), int16 input/output", \
-        dataclasses.replace(cur, settings=_int16x8(ctx, cur.settings))
+    wide = _int16x8(ctx, cur.settings)
+    yield "int16x8", f"16-bit activations, 8-bit weights (whole model), {wide.input_dtype.value} input, " \
+                     f"{wide.output_dtype.value} output", dataclasses.replace(cur, settings=wide)
     if s.allow_float_fallback and fault:
         for layers in dict.fromkeys((tuple(fault[:1]), tuple(fault[:3]))):
             picked = tuple(n for layer in layers for n in nodes.get(layer, []))
@@ -147,20 +156,28 @@ def _steps(ctx: BuildContext, base: Candidate, fault: list[str], nodes: dict[str
 
 
 def _int16x8(ctx: BuildContext, s):
-    """The settings the project would get asking for int16x8 (I/O types follow the scheme)."""
+    """The settings the project would get asking for int16x8: int8/uint8 I/O become int16
+    (the converter allows int16x8 no other integer I/O), which :func:`_try` then refuses."""
     from edgepipe.pipeline.settings import convert_settings
 
     q = ctx.project.quantization.model_copy(update={"scheme": Scheme.INT16X8, "per_channel": s.per_channel})
     return convert_settings(ctx.profile, ctx.project.model_copy(update={"quantization": q}))
 
 
-def _try(ctx: BuildContext, data, runner: str, attempt: Attempt) -> Attempt:
-    """Convert the candidate, refuse it if it breaks an int8-only target, then measure it."""
+def _try(ctx: BuildContext, data, runner: str, attempt: Attempt, contract) -> Attempt:
+    """Convert the candidate, refuse it if it breaks an int8-only target or the I/O types of
+    ``contract`` (the :class:`~edgepipe.backends.IOContract` of the build), then measure it."""
     from edgepipe.errors import EdgepipeError
     from edgepipe.tflite import rules
     from edgepipe.tflite.model import parse_tflite
 
     c = attempt.candidate
+    asked = (contract.input_dtype, contract.output_dtype)
+    would = (c.settings.input_dtype.value, c.settings.output_dtype.value)
+    if would != asked:
+        attempt.error = (f"refused: it would make the model's input/output {'/'.join(would)}; the build asks for "
+                         f"{'/'.join(asked)} (quantization.input_dtype/output_dtype)")
+        return attempt
     try:
         with ctx.progress.task(f"quantize: {attempt.step}", len(c.rep)) as update:
             attempt.tflite_bytes = _convert(ctx.model, c, lambda i: update(i + 1))
@@ -173,11 +190,22 @@ def _try(ctx: BuildContext, data, runner: str, attempt: Attempt) -> Attempt:
         if not guard.passed:
             attempt.error = f"refused: breaks the int8-only target ({guard.detail})"
             return attempt
+    io = rules.io_dtype_check(parse_tflite(attempt.tflite_bytes), *asked)
+    if not io.passed:
+        attempt.error = f"refused: {io.detail}"
+        return attempt
     return _measured(ctx, data, runner, attempt)
 
 
 def _measured(ctx: BuildContext, data, runner: str, attempt: Attempt) -> Attempt:
-    acc, _ = measure(ctx, data, attempt.tflite_bytes, runner, f"verifying: {attempt.step}")
+    """The attempt measured on the device's runner; a runtime failure is the attempt's error."""
+    from edgepipe.runtimes.isolated import RuntimeFailure
+
+    try:
+        acc, _ = measure(ctx, data, attempt.tflite_bytes, runner, f"verifying: {attempt.step}")
+    except RuntimeFailure as exc:
+        attempt.error = str(exc)
+        return attempt
     attempt.acc = acc
     attempt.check = accuracy_check(acc, ctx.profile.accuracy, f"measured:{runner}")
     return attempt

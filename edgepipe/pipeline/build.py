@@ -3,7 +3,9 @@
 Reads like a table of contents on purpose. Bad input raises (exit 2) during
 ``load``, before anything is written; a failed check is recorded and the
 build carries on so the report is complete, then the result says exit 1.
-Each stage lives in its own module and fills its part of the context.
+Each stage lives in its own module and fills its part of the context; the
+check stage asks the target's backend (:mod:`edgepipe.backends`), the same
+one ``verify`` and ``inspect`` ask.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from edgepipe.config.project import ProjectConfig
 from edgepipe.config.targets import ResolvedTarget
-from edgepipe.pipeline import budgets_stage, check_stage, emit_stage, prune_stage, quantize_stage, verify_stage
+from edgepipe.pipeline import check_stage, emit_stage, prune_stage, quantize_stage, verify_stage
 from edgepipe.pipeline.cache import StageCache, open_cache
 from edgepipe.pipeline.context import BuildContext
 from edgepipe.pipeline.lock import DEFAULT_TIMEOUT, output_lock
@@ -57,8 +59,6 @@ def run_build(project: ProjectConfig, target: ResolvedTarget, out_dir: Path, pro
         with ctx.stage("verify"):
             memo.run("verify", verify_stage.run)
             prune_stage.check_against_original(ctx)
-        with ctx.stage("budgets"):
-            budgets_stage.run(ctx)
         with ctx.stage("emit"):
             ctx.report.sections["cache"] = memo.summary()
             emit_stage.run(ctx)
@@ -67,6 +67,7 @@ def run_build(project: ProjectConfig, target: ResolvedTarget, out_dir: Path, pro
 
 def new_context(project: ProjectConfig, target: ResolvedTarget, out_dir: Path, progress: Progress,
                 cache: StageCache | None = None) -> BuildContext:
+    from edgepipe.backends import IOContract
     from edgepipe.pipeline.settings import convert_settings
 
     p = target.profile
@@ -74,6 +75,7 @@ def new_context(project: ProjectConfig, target: ResolvedTarget, out_dir: Path, p
     report = BuildReport(target={"name": p.name, "chain": list(target.chain), "profile": p.to_dict()})
     ctx = BuildContext(project, target, out_dir, progress, report, cache=open_cache(cache))
     ctx.settings = convert_settings(p, project)
+    ctx.io_contract = IOContract.from_settings(ctx.settings)
     report.sections["quantization"] = ctx.settings.to_dict()
     return ctx
 

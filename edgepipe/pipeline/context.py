@@ -31,7 +31,9 @@ class BuildContext:
     tflite: TfliteModel | None = None
     artifacts: dict[str, Path] = field(default_factory=dict)
     pending: dict[str, bytes] = field(default_factory=dict)  # files for the emit stage to write
-    arena_bytes: int | None = None   # TFLM arena (measured + margin), for firmware sources
+    io_contract: object = None       # backends.IOContract: the I/O types the profile asks for
+    judgement: object = None         # backends.Judgement of the converted model (the check stage)
+    firmware: object = None          # backends.Firmware: what firmware sources embed (None: no sources)
     cache: object = None             # pipeline.cache.StageCache: get_or_compute(stage, key_parts, compute)
 
     @property

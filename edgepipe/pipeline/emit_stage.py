@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgepipe.config.schema import Runtime
 from edgepipe.emit.files import sha256_file, write_atomic
 from edgepipe.pipeline.context import BuildContext
 
@@ -20,16 +19,12 @@ def run(ctx: BuildContext) -> None:
     add(ctx, "model.tflite", write_atomic(ctx.out_dir / "model.tflite", ctx.tflite_bytes))
     for name, data in ctx.pending.items():
         add(ctx, name, write_atomic(ctx.out_dir / name, data))
-    if wants_c_sources(ctx):
+    if ctx.firmware is not None:
         _c_sources(ctx)
     _manifest(ctx)
     report_path = ctx.out_dir / "report.json"
     ctx.artifacts["report.json"] = report_path
     ctx.report.save(report_path)
-
-
-def wants_c_sources(ctx: BuildContext) -> bool:
-    return "c" in ctx.project.emit or ctx.profile.runtime in (Runtime.TFLM, Runtime.ETHOS_U)
 
 
 def add(ctx: BuildContext, name: str, path: Path) -> None:
@@ -39,14 +34,13 @@ def add(ctx: BuildContext, name: str, path: Path) -> None:
 
 
 def _c_sources(ctx: BuildContext) -> None:
-    """For Ethos-U the firmware embeds Vela's model (its NPU op is what TFLM runs)."""
+    """The model the backend says the firmware embeds (Vela's for Ethos-U), with its measured arena."""
     from edgepipe.emit.c_sources import emit_c_sources
     from edgepipe.tflite.model import parse_tflite
 
-    data = ctx.pending.get("model_vela.tflite", ctx.tflite_bytes)
-    ops = sorted({op.op for op in parse_tflite(data, "firmware model").operators})
-    arena = ctx.arena_bytes or ctx.report.sections.get("vela", {}).get("sram_bytes") or 0
-    for path in emit_c_sources(data, ctx.out_dir, ops, int(arena)):
+    fw = ctx.firmware
+    ops = sorted(parse_tflite(fw.model, "firmware model").op_counts)
+    for path in emit_c_sources(fw.model, ctx.out_dir, ops, fw.arena_bytes):
         add(ctx, path.name, path)
 
 

@@ -10,7 +10,6 @@ import os
 
 from edgepipe.checks import Check
 from edgepipe.config.schema import Accuracy, TargetProfile
-from edgepipe.errors import EdgepipeError
 from edgepipe.pipeline.context import BuildContext
 from edgepipe.harness import metrics
 from edgepipe.harness.harness import EvalData
@@ -30,24 +29,25 @@ def eval_threads(profile: TargetProfile) -> int:
     return max(1, min(profile.threads, os.cpu_count() or 1))
 
 
-def measure(ctx: BuildContext, data: EvalData, tflite_bytes: bytes, runner_name: str, label: str,
-            reference=None, reference_samples: int | None = None):
-    """(accuracy section, runner) for ``tflite_bytes`` on ``data``, cross-checked with ``reference`` if given."""
-    from edgepipe.runtimes.base import XNNPACK, make_runner
-    from edgepipe.tflite.model import parse_tflite
-    from edgepipe.harness.harness import evaluate, float_outputs
+def measure(ctx: BuildContext, data: EvalData, tflite_bytes: bytes, runner_name: str, label: str):
+    """(accuracy section, runner name) for ``tflite_bytes`` on ``data`` with the runner ``runner_name``.
 
-    fallback = None
-    try:
-        runner = make_runner(runner_name, tflite_bytes, eval_threads(ctx.profile))
-    except (RuntimeError, ValueError, EdgepipeError) as exc:  # e.g. the reference kernels lack a float op
-        runner = make_runner(XNNPACK, tflite_bytes, eval_threads(ctx.profile))
-        fallback = f"{runner_name} cannot run the model ({first_line(exc)}); measured with {XNNPACK}"
-    acc = evaluate(data, float_outputs(ctx.model, data), runner, parse_tflite(tflite_bytes), reference=reference,
-                   reference_samples=reference_samples, progress=ctx.progress, label=label)
-    acc["runtime"] = {"name": runner.name, "threads": eval_threads(ctx.profile), "batched": runner.batched,
-                      "batching": runner.batch_note, **({"fallback": fallback} if fallback else {})}
-    return acc, runner
+    The runner runs in a worker process (:func:`edgepipe.harness.device.run_on_device`);
+    if it cannot run the model, :class:`~edgepipe.runtimes.isolated.RuntimeFailure`
+    is raised — accuracy is never measured on other kernels in its place.
+    """
+    from edgepipe.harness.device import run_on_device
+    from edgepipe.harness.harness import float_outputs
+    from edgepipe.runtimes.base import RuntimePlan
+    from edgepipe.runtimes.isolated import RuntimeFailure
+    from edgepipe.tflite.model import parse_tflite
+
+    run = run_on_device(parse_tflite(tflite_bytes), data, RuntimePlan(runner_name, runner_name), ctx.profile,
+                        float_fn=float_outputs(ctx.model, data), progress=ctx.progress, label=label,
+                        cross_check=False)
+    if run.acc is None:
+        raise RuntimeFailure(runner_name, "could not measure the model", label, run.failure or "")
+    return run.acc, runner_name
 
 
 def first_line(exc: Exception) -> str:
@@ -56,20 +56,49 @@ def first_line(exc: Exception) -> str:
 
 
 def accuracy_check(acc: dict | None, rule: Accuracy, source: str = "measured:litert-host") -> Check:
-    """Top-1 drop (classification) or RMSE growth (regression) against max_drop."""
+    """Top-1 drop (classification) or RMSE increase (regression) against the profile's budget.
+
+    The drop and its unit are stored in ``acc`` (``drop``, ``drop_unit``) so
+    the accuracy-aware loop can rank attempts by it.
+    """
     if acc is None:
         return Check("accuracy", "skip", detail="no eval data: accuracy was not verified (set data.eval)")
     if acc["task"] == "classification":
-        f, q = acc["float"]["top1"], acc["quantized"]["top1"]
-        drop = metrics.accuracy_drop(f, q, rule.drop_mode)
-        unit = "points" if rule.drop_mode == "absolute" else "% of float"
-        detail = f"top-1 {f:.2f}% float -> {q:.2f}% quantized: drop {drop:.2f} {unit}, max {rule.max_drop:g}"
+        drop, limit, unit, detail = _top1_drop(acc["float"]["top1"], acc["quantized"]["top1"], rule)
     else:
-        f, q = acc["float"]["rmse"], acc["quantized"]["rmse"]
-        drop = 100.0 * (q - f) / f if f > 0 else 0.0
-        unit = "% RMSE increase"
-        detail = f"RMSE {f:.4g} float -> {q:.4g} quantized: +{drop:.2f}%, max {rule.max_drop:g}%"
-    status = "pass" if drop <= rule.max_drop + 1e-9 else "fail"
+        drop, limit, unit, detail = _rmse_increase(acc["float"]["rmse"], acc["quantized"]["rmse"], rule)
+    status = "pass" if drop <= limit + 1e-9 else "fail"
     acc["drop"] = drop
     acc["drop_unit"] = unit
-    return Check("accuracy", status, round(drop, 4), rule.max_drop, unit, detail, source)
+    measured = float(f"{drop:.4g}") if unit == "RMSE increase" else round(drop, 4)  # RMSE units may be tiny
+    return Check("accuracy", status, measured, limit, unit, detail, source)
+
+
+def _top1_drop(f: float, q: float, rule: Accuracy) -> tuple[float, float, str, str]:
+    """(drop, limit, unit, detail); a relative drop from a float top-1 of 0 is infinite (see accuracy_drop)."""
+    drop = metrics.accuracy_drop(f, q, rule.drop_mode)
+    unit = "points" if rule.drop_mode == "absolute" else "% of float"
+    detail = f"top-1 {f:.2f}% float -> {q:.2f}% quantized: drop {drop:.2f} {unit}, max {rule.max_drop:g}"
+    if rule.drop_mode == "relative" and f <= 0:
+        detail += " (a relative drop from a float top-1 of 0 means nothing: check the eval labels)"
+    return drop, rule.max_drop, unit, detail
+
+
+def _rmse_increase(f: float, q: float, rule: Accuracy) -> tuple[float, float, str, str]:
+    """(drop, limit, unit, detail): the allowed increase is max(max_drop % of the float RMSE, max_rmse_increase).
+
+    Stated in % of the float RMSE while that share is the larger (always, with
+    the default ``max_rmse_increase: 0``, when the float RMSE is above 0); else
+    as the absolute increase, held to ``max_rmse_increase``: at a float RMSE
+    of 0 (labels that are the float model's own outputs) a percentage allows
+    nothing, and a percentage of a tiny RMSE next to nothing.
+    """
+    if f > 0 and rule.max_drop / 100.0 * f >= rule.max_rmse_increase:
+        drop = 100.0 * (q - f) / f
+        return drop, rule.max_drop, "% RMSE increase", \
+            f"RMSE {f:.4g} float -> {q:.4g} quantized: {drop:+.2f}%, max {rule.max_drop:g}%"
+    why = ("the float RMSE is 0, so max_drop, a percentage of it, allows nothing" if f <= 0 else
+           f"it allows more than max_drop {rule.max_drop:g}% of the float RMSE")
+    return q - f, rule.max_rmse_increase, "RMSE increase", \
+        (f"RMSE {f:.4g} float -> {q:.4g} quantized: {q - f:+.4g}, max +{rule.max_rmse_increase:g} "
+         f"(accuracy.max_rmse_increase; {why})")

@@ -24,7 +24,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from edgepipe.config.schema import Runtime, TargetProfile
-from edgepipe.runtimes.quant import dequantize, quantize
+from edgepipe.runtimes.quant import dequantize, quantize, rounding_for
 
 XNNPACK, REFERENCE, TFLM = "litert-xnnpack", "litert-reference", "tflm"
 
@@ -61,41 +61,56 @@ class RuntimePlan:
 
 
 def plan_for(profile: TargetProfile) -> RuntimePlan:
-    """litert: XNNPACK vs the reference kernels; tflm: TFLM vs the reference kernels;
-    ethos-u: the reference kernels (the CPU-equivalent check) vs TFLM."""
-    if profile.runtime is Runtime.TFLM:
-        return RuntimePlan(TFLM, REFERENCE)
-    if profile.runtime is Runtime.ETHOS_U:
-        return RuntimePlan(REFERENCE, TFLM)
-    return RuntimePlan(XNNPACK, REFERENCE)
+    """The plan of the profile's backend (:mod:`edgepipe.backends`, the one place that decides it)."""
+    from edgepipe.backends import backend_for
+
+    return backend_for(profile).plan
 
 
-def make_runner(name: str, model_bytes: bytes, threads: int = 1) -> Runner:
-    """A runner by name (``litert-xnnpack``, ``litert-reference``, ``tflm``)."""
+def make_runner(name: str, model_bytes: bytes, threads: int = 1, arena: int | None = None,
+                rounding: str | None = None) -> Runner:
+    """A runner by name (``litert-xnnpack``, ``litert-reference``, ``tflm``), its interpreter in a worker process.
+
+    ``rounding``: how float samples become the model's integer inputs; by default
+    as this runtime's own QUANTIZE kernel does (:func:`~edgepipe.runtimes.quant.rounding_for`).
+    A cross-check passes the device's, so both runtimes see the same integers.
+    Raises :class:`~edgepipe.runtimes.isolated.RuntimeFailure` when the runtime
+    refuses, crashes on or hangs loading the model.
+    """
+    from edgepipe.runtimes.isolated import IsolatedRunner
+
+    return IsolatedRunner(name, model_bytes, threads if name == XNNPACK else 1, arena, rounding=rounding)
+
+
+def in_process_runner(name: str, model_bytes: bytes, threads: int = 1, arena: int | None = None,
+                      rounding: str | None = None) -> Runner:
+    """The same runner in this process: for the worker (and tests of the runners themselves)."""
+    rounding = rounding or rounding_for(name)
     if name == TFLM:
-        return TflmAdapter(model_bytes)
+        return TflmAdapter(model_bytes, arena, rounding)
     from edgepipe.runtimes.litert import LiteRTRunner
 
     kernels = {XNNPACK: "xnnpack", REFERENCE: "reference"}[name]
-    return LiteRTRunner(model_bytes, threads=threads if kernels == "xnnpack" else 1, kernels=kernels)
+    return LiteRTRunner(model_bytes, threads=threads if kernels == "xnnpack" else 1, kernels=kernels,
+                        rounding=rounding)
 
 
 class TflmAdapter:
     """:class:`~edgepipe.runtimes.tflm.TflmRunner` as a :class:`Runner` (one sample per invoke).
 
-    Construction measures the arena in a child process first, so a model TFLM
-    cannot run raises :class:`~edgepipe.runtimes.tflm.TflmError` instead of
-    aborting this process.
+    ``arena``: the tensor arena in bytes; when not given it is measured first
+    (in child processes, see :func:`~edgepipe.runtimes.tflm.measure_arena`).
     """
 
     name = TFLM
     batched = False
     chunk = 64
 
-    def __init__(self, model_bytes: bytes):
+    def __init__(self, model_bytes: bytes, arena: int | None = None, rounding: str | None = None):
         from edgepipe.runtimes.tflm import TflmRunner
 
-        self._runner = TflmRunner(model_bytes)
+        self.rounding = rounding or rounding_for(TFLM)
+        self._runner = TflmRunner(model_bytes, arena, _checked=arena is not None)
         self.arena_bytes = self._runner.arena_size
         self.batch_note = "one sample per invoke (TFLM)"
 
@@ -104,7 +119,7 @@ class TflmAdapter:
         parts = []
         for start in range(0, len(x), self.chunk):
             chunk = np.asarray(x[start:start + self.chunk], np.float32)
-            parts.append(self._runner.run(quantize(chunk, t.dtype, *_qparams(t))))
+            parts.append(self._runner.run(quantize(chunk, t.dtype, *_qparams(t), self.rounding)))
             if on_batch:
                 on_batch(min(start + self.chunk, len(x)))
         return [np.concatenate(p) for p in zip(*parts)] if parts else []

@@ -19,7 +19,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from edgepipe.fdcapture import captured
-from edgepipe.runtimes.quant import dequantize, quantize
+from edgepipe.runtimes.quant import dequantize, quantize, rounding_for
 from edgepipe.runtimes.surgery import batchable
 
 KERNELS = {"xnnpack": OpResolverType.AUTO, "reference": OpResolverType.BUILTIN_REF,
@@ -62,10 +62,11 @@ def set_batch(it: Interpreter, batch: int) -> None:
         it.allocate_tensors()
 
 
-def quantize_for(detail: dict, x: np.ndarray) -> np.ndarray:
-    """Float samples in the dtype of the tensor described by ``detail`` (interpreter details)."""
+def quantize_for(detail: dict, x: np.ndarray, rounding: str) -> np.ndarray:
+    """Float samples in the dtype of the tensor described by ``detail`` (interpreter details),
+    rounded as ``rounding``'s QUANTIZE kernel does (see :mod:`edgepipe.runtimes.quant`)."""
     scale, zp = detail["quantization"]
-    return quantize(x, np.dtype(detail["dtype"]).name, scale, zp)
+    return quantize(x, np.dtype(detail["dtype"]).name, scale, zp, rounding)
 
 
 def auto_batch(model_bytes: bytes) -> int:
@@ -85,8 +86,10 @@ class LiteRTRunner:
     float32, ``predict(x)`` the first output only.
     """
 
-    def __init__(self, model_bytes: bytes, threads: int = 1, kernels: str = "xnnpack", batch_size: int | None = None):
+    def __init__(self, model_bytes: bytes, threads: int = 1, kernels: str = "xnnpack", batch_size: int | None = None,
+                 rounding: str | None = None):
         self.model_bytes = model_bytes
+        self.rounding = rounding or rounding_for(kernels)
         self.threads = threads
         self.kernels = kernels
         self.batch_size = max(1, batch_size or auto_batch(model_bytes))
@@ -155,12 +158,11 @@ class LiteRTRunner:
             set_batch(self._interp, 1)
         self.batch_note = "one sample per invoke (batched outputs differ from batch 1 or the model cannot resize)"
 
-    @staticmethod
-    def _invoke(it: Interpreter, chunk: np.ndarray, batch: int) -> list[np.ndarray]:
+    def _invoke(self, it: Interpreter, chunk: np.ndarray, batch: int) -> list[np.ndarray]:
         inp = it.get_input_details()[0]
         if len(chunk) < batch:  # pad the last batch instead of resizing again
             chunk = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), np.float32)])
-        it.set_tensor(inp["index"], quantize_for(inp, chunk))
+        it.set_tensor(inp["index"], quantize_for(inp, chunk, self.rounding))
         it.invoke()
         return [it.get_tensor(d["index"]).copy() for d in it.get_output_details()]
 
@@ -170,7 +172,7 @@ class LiteRTRunner:
         """Median wall time of single-sample invokes (batch 1, the device's thread count)."""
         it = new_interpreter(self.model_bytes, self.kernels, self.threads)
         inp = it.get_input_details()[0]
-        it.set_tensor(inp["index"], quantize_for(inp, sample[:1]))
+        it.set_tensor(inp["index"], quantize_for(inp, sample[:1], self.rounding))
         for _ in range(warmup):
             it.invoke()
         times: list[float] = []
@@ -184,7 +186,18 @@ class LiteRTRunner:
 
 
 def intermediates(model_bytes: bytes, x: np.ndarray, indices: list[int]) -> dict[int, np.ndarray]:
-    """Tensors ``indices`` of a run on float samples ``x`` (samples first).
+    """Tensors ``indices`` of a reference-kernel run on float samples ``x``, in a worker process.
+
+    The interpreter runs isolated (:mod:`edgepipe.runtimes.isolated`): a crash
+    raises :class:`~edgepipe.runtimes.isolated.RuntimeFailure` here.
+    """
+    from edgepipe.runtimes.isolated import intermediates as isolated
+
+    return isolated(model_bytes, x, indices)
+
+
+def intermediates_in_process(model_bytes: bytes, x: np.ndarray, indices: list[int]) -> dict[int, np.ndarray]:
+    """Tensors ``indices`` of a run on float samples ``x`` (samples first), in this process.
 
     Reference kernels (the optimized builtin ones if the reference set lacks an
     op), with ``experimental_preserve_all_tensors`` so every intermediate
@@ -210,7 +223,7 @@ def intermediates(model_bytes: bytes, x: np.ndarray, indices: list[int]) -> dict
     inp = it.get_input_details()[0]
     got: dict[int, list[np.ndarray]] = {i: [] for i in indices}
     for chunk in chunks:
-        it.set_tensor(inp["index"], quantize_for(inp, chunk))
+        it.set_tensor(inp["index"], quantize_for(inp, chunk, rounding_for(kernels)))
         it.invoke()
         for i in indices:
             got[i].append(it.get_tensor(i).copy())

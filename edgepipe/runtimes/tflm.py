@@ -1,30 +1,41 @@
-"""TensorFlow Lite Micro on the host: op support, the real arena need, bit-exact runs.
+"""TensorFlow Lite Micro on the host: op support, the arena a model needs, runs on TFLM's kernels.
 
-TFLM's Python runtime (``tflite_micro``) runs the same kernels as the firmware's
-reference build, bit-exact with LiteRT's ``BUILTIN_REF``. It reports how much
-arena a model needs only by printing ``Arena allocation total N bytes`` to the
-process's stderr from C++, so the figure is read by redirecting file descriptor 2
-(:func:`edgepipe.fdcapture.captured`), not ``sys.stderr``. The printed total is the smallest
-arena that works; :func:`measure_arena` proves it (the model runs at that size and
-fails at half) and falls back to bisection when no figure is printed.
+TFLM's Python runtime (``tflite_micro``) runs the reference kernels a firmware build
+runs. They are not bit-exact with LiteRT's ``BUILTIN_REF`` everywhere (FULLY_CONNECTED
+can differ by 1 LSB), so a TFLM target is measured on TFLM itself.
 
-TFLM can abort the process on a model it cannot handle, so anything that hands
-a model to TFLM for the first time runs in a child process
-(``python -m edgepipe.runtimes.tflm``) and a crash becomes a :class:`TflmError`.
+The arena figure is the smallest arena, to 16 bytes, in which the model loads
+(AllocateTensors) and invokes twice: found by bisection, then confirmed in a fresh
+process (runs at N bytes, fails at N - 16). TFLM's own figure, printed by
+``print_allocations()`` to file descriptor 2 (read with :func:`edgepipe.fdcapture.captured`),
+counts what stays allocated, not what AllocateTensors needs only while it prepares the
+model; it is often below what the model needs, so it only seeds the search.
+
+This TFLM build segfaults instead of failing at some undersized arenas, and can abort
+on a model it cannot handle. So anything that hands a model to TFLM for the first time
+runs in a child process (``python -m edgepipe.runtimes.tflm``). During the arena search
+the child reports every probe over a pipe before and after running it, so a probe that
+crashes or hangs costs only that child and counts as "too small"; a fresh child goes on
+from the bounds already proven. A model "cannot run" (:class:`TflmError`) only when it
+fails in a generous arena.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import select
 import signal
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
-from functools import lru_cache
+import time
+from contextlib import closing, contextmanager
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache, partial
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -38,6 +49,7 @@ from edgepipe.tflite.model import TfliteModel, parse_tflite
 
 MIN_PROBE_ARENA = 4 * 1024 * 1024
 ALIGN = 16
+PROBE_TIMEOUT = 60.0  # seconds one probe (load + two invokes) may take before it counts as a hang
 _TOTAL_RE = re.compile(r"Arena allocation total (\d+) bytes")
 _HEAD_RE = re.compile(r"Arena allocation head (\d+) bytes")
 _TAIL_RE = re.compile(r"Arena allocation tail (\d+) bytes")
@@ -60,19 +72,26 @@ class TflmError(EdgepipeError):
 class ArenaMeasurement:
     """The tensor arena a model needs in TFLM, measured on the host.
 
-    ``method``: ``tflm:print_allocations`` (TFLM's recording allocator) or
-    ``tflm:bisection`` (smallest arena that loads and invokes). ``verified``: the
-    model runs with ``bytes`` and fails with ``bytes // 2``. ``head_bytes``: the planned
-    (non-persistent) tensors; ``tail_bytes``: persistent runtime structures (tensor
-    structs, node registrations, per-channel quantization data); None after bisection.
+    ``bytes``: the smallest arena (to 16 bytes) the model loads and invokes twice in.
+    ``method``: ``tflm:bisection``. ``verified``: a fresh process confirmed it runs
+    with ``bytes`` and fails (cleanly or by crashing) with ``bytes - 16``.
+    ``probe_arena``: the generous arena the search started from. ``printed_bytes``,
+    ``head_bytes``, ``tail_bytes``: what TFLM's ``print_allocations`` said (total, planned
+    tensors, persistent structures) -- often less than ``bytes``, kept as a hint.
+    ``probes``: TFLM loads tried; ``crashed_probes`` / ``hung_probes``: those that
+    killed their process or outlived the time limit (each counted as "too small").
     """
 
     bytes: int
     method: str
     verified: bool
     probe_arena: int
+    printed_bytes: int | None = None
     head_bytes: int | None = None
     tail_bytes: int | None = None
+    probes: int = 0
+    crashed_probes: int = 0
+    hung_probes: int = 0
     source: str = "measured:host"
 
     def to_dict(self) -> dict:
@@ -133,58 +152,303 @@ def _invoke_zeros(it, model: TfliteModel) -> None:
     _invoke(it)
 
 
-def _runs(model_bytes: bytes, model: TfliteModel, arena: int) -> bool:
-    try:
-        _invoke_zeros(_new_interpreter(model_bytes, arena), model)
-        return True
-    except TflmError:
-        return False
+def _load_and_invoke(model_bytes: bytes, model: TfliteModel, arena: int):
+    """The interpreter after two invokes on zeros, or TflmError.
+
+    Twice because a streaming model allocates and initialises its variables in the
+    first invoke (CALL_ONCE) and reads them back in the second.
+    """
+    it = _new_interpreter(model_bytes, arena)
+    _invoke_zeros(it, model)
+    _invoke_zeros(it, model)
+    return it
 
 
-def _probe(model_bytes: bytes, model: TfliteModel) -> tuple[object, int]:
-    """Load and invoke once in a generous arena, growing it by what TFLM says is missing."""
-    arena = max(10 * len(model_bytes), MIN_PROBE_ARENA)
-    for _ in range(4):
+def _align(n: int) -> int:
+    return -(-int(n) // ALIGN) * ALIGN
+
+
+# --------------------------------------------------------------------------- arena search (worker side)
+#
+# A worker reports every probe as two events, {"start": n} before TFLM sees the
+# arena and {"end": n, "runs": ...} after, so whoever reads the events knows the
+# proven bounds and the size that was in progress if the worker dies.
+
+Emit = Callable[[dict], object]
+Run = Callable[[str, dict], Iterator[dict]]  # run(command, params) -> one worker's events
+
+
+def _prober(model_bytes: bytes, model: TfliteModel, emit: Emit):
+    """probe(n) -> (interpreter or None, TflmError or None), reporting start and end."""
+    def probe(arena: int):
+        emit({"start": arena})
         try:
-            it = _new_interpreter(model_bytes, arena)
+            it = _load_and_invoke(model_bytes, model, arena)
         except TflmError as exc:
-            missing = _MISSING_RE.search(exc.log)
-            if not missing:
-                raise
-            arena = 2 * (arena + int(missing.group(1)))
-            continue
-        _invoke_zeros(it, model)
-        return it, arena
-    raise TflmError("model", f"does not fit even a {arena} byte arena")
+            emit({"end": arena, "runs": False, "problem": exc.problem, "log": exc.log[-4000:]})
+            return None, exc
+        emit({"end": arena, "runs": True})
+        return it, None
+    return probe
 
 
-def _measure_in_process(model_bytes: bytes) -> ArenaMeasurement:
-    model = parse_tflite(model_bytes)
-    it, probe_arena = _probe(model_bytes, model)
+def _generous(probe, model_bytes: bytes, emit: Emit) -> tuple[int, int, int | None] | None:
+    """(lo, hi, printed total) from a generous arena that runs, grown by what TFLM says is missing.
+
+    Emits TFLM's printed figures, or TFLM's reason (``error``) and None when the model
+    fails for any reason other than size: then it cannot run at all.
+    """
+    lo, arena = 0, _align(max(10 * len(model_bytes), MIN_PROBE_ARENA))
+    for _ in range(4):
+        it, err = probe(arena)
+        if it is not None:
+            printed = _printed(it)
+            emit({"printed": printed})
+            return lo, arena, printed.get("total")
+        missing = _MISSING_RE.search(err.log)
+        if not missing:
+            emit({"error": err.problem, "log": err.log[-4000:]})
+            return None
+        lo, arena = arena, _align(2 * (arena + int(missing.group(1))))
+    emit({"error": f"does not fit even a {lo} byte arena"})
+    return None
+
+
+def _printed(it) -> dict:
+    """TFLM's own allocation figures (total, head, tail), as printed to file descriptor 2."""
     with captured((2,)) as log:
         it.print_allocations()
-    found = _TOTAL_RE.search(log.text)
-    if found:
-        total = int(found.group(1))
-        if _runs(model_bytes, model, total):
-            verified = not _runs(model_bytes, model, total // 2)
-            head, tail = _HEAD_RE.search(log.text), _TAIL_RE.search(log.text)
-            return ArenaMeasurement(total, "tflm:print_allocations", verified, probe_arena,
-                                    int(head.group(1)) if head else None, int(tail.group(1)) if tail else None)
-    return _bisect(model_bytes, model, probe_arena)
+    found = {key: rx.search(log.text) for key, rx in (("total", _TOTAL_RE), ("head", _HEAD_RE), ("tail", _TAIL_RE))}
+    return {key: int(m.group(1)) for key, m in found.items() if m}
 
 
-def _bisect(model_bytes: bytes, model: TfliteModel, hi: int) -> ArenaMeasurement:
-    """Smallest arena (to 16 bytes) that loads and invokes."""
-    lo = 0
+def _gallop(runs: Callable[[int], bool], lo: int, hi: int, start: int) -> tuple[int, int]:
+    """Bounds around the minimum by exponential steps out from ``start`` (TFLM's printed total).
+
+    Downwards the steps start at 16 bytes (the printed total is often exact); upwards
+    at an eighth of it (it is often 10-80 % short).
+    """
+    if runs(start):
+        hi, step = start, ALIGN
+        while hi - step > lo:
+            if not runs(hi - step):
+                return hi - step, hi
+            hi, step = hi - step, 2 * step
+        return lo, hi
+    lo, step = start, _align(start // 8)
+    while lo + step < hi:
+        if runs(lo + step):
+            return lo, lo + step
+        lo, step = lo + step, 2 * step
+    return lo, hi
+
+
+def _narrow(runs: Callable[[int], bool], lo: int, hi: int, hint: int | None) -> tuple[int, int]:
+    """Shrink (lo, hi] (fails at lo, runs at hi) to 16 bytes: gallop from the hint, then bisect."""
+    if hint is not None and lo < _align(hint) < hi:
+        lo, hi = _gallop(runs, lo, hi, _align(hint))
     while hi - lo > ALIGN:
-        mid = (lo + hi) // 2
-        if _runs(model_bytes, model, mid):
+        mid = (lo + hi) // 2 // ALIGN * ALIGN
+        if runs(mid):
             hi = mid
         else:
             lo = mid
-    return ArenaMeasurement(hi, "tflm:bisection", not _runs(model_bytes, model, hi // 2), hi)
+    return lo, hi
 
+
+def _search_worker(model_bytes: bytes, params: dict, emit: Emit) -> None:
+    """Find a generous arena first if no arena is known to run yet, then narrow the bounds."""
+    probe = _prober(model_bytes, parse_tflite(model_bytes), emit)
+    lo, hi, hint = params["lo"], params["hi"], params["hint"]
+    if hi is None:
+        found = _generous(probe, model_bytes, emit)
+        if found is None:
+            return
+        lo, hi, hint = found
+    _narrow(lambda n: probe(n)[0] is not None, lo, hi, hint)
+
+
+def _confirm_worker(model_bytes: bytes, params: dict, emit: Emit) -> None:
+    """Probe each size once, in order (the size expected to run goes first)."""
+    probe = _prober(model_bytes, parse_tflite(model_bytes), emit)
+    for arena in params["sizes"]:
+        probe(arena)
+
+
+_PROBE_WORKERS = {"search": _search_worker, "confirm": _confirm_worker}
+
+
+# --------------------------------------------------------------------------- arena search (driver side)
+
+@dataclass
+class _Bounds:
+    """What the probes so far proved: the model fails at ``lo`` and runs at ``hi`` (None: nothing ran)."""
+
+    lo: int = 0
+    hi: int | None = None
+    generous: int | None = None
+    printed: dict = field(default_factory=dict)
+    probes: int = 0
+    crashed: int = 0
+    hung: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.hi is not None and self.hi - self.lo <= ALIGN
+
+    def settle(self, arena: int, runs: bool) -> None:
+        if runs and self.hi is None:
+            self.generous = self.hi = arena
+        elif runs:
+            self.hi = min(self.hi, arena)
+        elif self.hi is None or arena < self.hi:
+            self.lo = max(self.lo, arena)
+
+    def measurement(self, verified: bool) -> ArenaMeasurement:
+        p = self.printed
+        return ArenaMeasurement(self.hi, "tflm:bisection", verified, self.generous, p.get("total"),
+                                p.get("head"), p.get("tail"), self.probes, self.crashed, self.hung)
+
+
+def _measure(run: Run, where: str, b: _Bounds | None = None) -> ArenaMeasurement:
+    """Search in as many workers as crashes take, then confirm at N and N - 16 in a fresh one.
+
+    ``b``: bounds to start from (a test starts a plain bisection, without TFLM's hint).
+    """
+    b = b or _Bounds()
+    while not b.done:
+        probes = b.probes
+        _follow(b, run("search", {"lo": b.lo, "hi": b.hi, "hint": b.printed.get("total")}), where)
+        if b.probes == probes:
+            raise TflmError(where, "the TFLM worker stopped without probing an arena")
+    below = b.hi - ALIGN
+    outcome = _follow(b, run("confirm", {"sizes": [b.hi, below]}), where, settle=False)
+    return b.measurement(verified=outcome.get(b.hi) is True and outcome.get(below) is False)
+
+
+def _follow(b: _Bounds, events: Iterator[dict], where: str, settle: bool = True) -> dict[int, bool]:
+    """Replay one worker's events into ``b``; return {arena: runs} for the probes it made.
+
+    The probe a worker died or hung in counts as "too small", unless no arena has run
+    yet: then the generous arena itself failed and the model cannot run.
+    """
+    outcome, pending = {}, None
+    with closing(events):
+        for ev in events:
+            if "start" in ev:
+                pending, b.probes = ev["start"], b.probes + 1
+            elif "end" in ev:
+                pending, outcome[ev["end"]] = None, ev["runs"]
+                if settle:
+                    b.settle(ev["end"], ev["runs"])
+            elif "printed" in ev:
+                b.printed = ev["printed"]
+            elif "error" in ev:
+                raise TflmError(where, ev["error"], ev.get("log", ""))
+            elif pending is not None:
+                _died_in_probe(b, ev, pending, where)
+                outcome[pending] = False
+                if settle:
+                    b.settle(pending, False)
+            elif ev["exit"] != 0:
+                raise TflmError(where, f"the TFLM worker {_how(ev)} before its first probe", ev.get("stderr", ""))
+    return outcome
+
+
+def _died_in_probe(b: _Bounds, ev: dict, arena: int, where: str) -> None:
+    """Count a crashed or hung probe, or raise when it was the generous arena."""
+    if b.hi is None:
+        raise TflmError(where, f"the TFLM runtime {_how(ev)} at a {arena} byte arena", ev.get("stderr", ""))
+    if ev["exit"] is None:
+        b.hung += 1
+    else:
+        b.crashed += 1
+
+
+def _how(ev: dict) -> str:
+    code = ev["exit"]
+    if code is None:
+        return f"hung (no answer within {PROBE_TIMEOUT:g} s)"
+    if code < 0:
+        try:
+            return f"crashed ({signal.Signals(-code).name})"
+        except ValueError:
+            return f"crashed (signal {-code})"
+    return f"failed (exit {code})"
+
+
+def _in_process(model_bytes: bytes) -> Run:
+    """The workers run in this process: no crash protection (``measure_arena(isolate=False)``)."""
+    def run(command: str, params: dict) -> Iterator[dict]:
+        events: list[dict] = []
+        _PROBE_WORKERS[command](model_bytes, params, events.append)
+        yield from events
+        yield {"exit": 0}
+    return run
+
+
+@contextmanager
+def _child_processes(model_bytes: bytes, timeout: float, where: str) -> Iterator[Run]:
+    """run(command, params) -> events of a worker in a fresh child; all of them within ``timeout`` s."""
+    with tempfile.TemporaryDirectory(prefix="edgepipe-tflm-") as d:
+        work = Path(d)
+        (work / "model.tflite").write_bytes(model_bytes)
+        yield partial(_events, work, deadline=time.monotonic() + timeout, timeout=timeout, where=where)
+
+
+def _events(work: Path, command: str, params: dict, *, deadline: float, timeout: float,
+            where: str) -> Iterator[dict]:
+    """Run a worker in a child process; yield its events as they arrive, then ``{"exit": code}``.
+
+    ``exit`` is the child's return code (negative: killed by that signal), or None when
+    it went PROBE_TIMEOUT seconds without an event (it is then killed): a hang.
+    """
+    read, write = os.pipe()
+    (work / "params.json").write_text(json.dumps({**params, "fd": write}))
+    with open(work / "stderr.txt", "w+b") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "edgepipe.runtimes.tflm", command, str(work)],
+                                stdin=subprocess.DEVNULL, stdout=err, stderr=err, pass_fds=(write,))
+        os.close(write)
+        try:
+            finished = yield from _read_events(read, deadline, timeout, where)
+            code = _exit_code(proc) if finished else None
+            err.seek(0)
+            yield {"exit": code, "stderr": err.read()[-8000:].decode("utf-8", "replace")}
+        finally:
+            os.close(read)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def _exit_code(proc: subprocess.Popen) -> int | None:
+    """The return code of a child that closed its end of the pipe; None if it lingers."""
+    try:
+        return proc.wait(timeout=PROBE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def _read_events(fd: int, deadline: float, timeout: float, where: str) -> Iterator[dict]:
+    """JSON lines from ``fd`` until EOF (returns True) or PROBE_TIMEOUT s of silence (False)."""
+    buf = b""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TflmError(where, f"measuring the arena took longer than {timeout:g} s")
+        if not select.select([fd], [], [], min(PROBE_TIMEOUT, left))[0]:
+            if deadline - time.monotonic() <= 0:
+                continue
+            return False
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return True
+        *lines, buf = (buf + chunk).split(b"\n")
+        for line in lines:
+            yield json.loads(line)
+
+
+# --------------------------------------------------------------------------- op support probe
 
 def _probe_supported_ops() -> dict:
     """Ask the runtime's own resolver (PythonOpsResolver) which builtin codes it registers.
@@ -248,10 +512,10 @@ def _isolated(command: str, model_bytes: bytes | None = None, timeout: float = 3
 def _worker(command: str, work: Path) -> int:
     params = json.loads((work / "params.json").read_text())
     model_path = work / "model.tflite"
+    if command in _PROBE_WORKERS:
+        return _probe_worker(command, model_path.read_bytes(), params)
     try:
-        if command == "measure":
-            doc = _measure_in_process(model_path.read_bytes()).to_dict()
-        elif command == "ops":
+        if command == "ops":
             doc = _probe_supported_ops()
         elif command == "run":
             with np.load(work / "in.npz") as z:
@@ -267,6 +531,19 @@ def _worker(command: str, work: Path) -> int:
     except EdgepipeError as exc:
         doc = {"error": str(exc)}
     (work / "result.json").write_text(json.dumps(doc))
+    return 0
+
+
+def _probe_worker(command: str, model_bytes: bytes, params: dict) -> int:
+    """Run an arena-search worker, writing each event as a JSON line to the parent's pipe."""
+    fd = params["fd"]
+
+    def emit(event: dict) -> None:
+        data = (json.dumps(event) + "\n").encode()
+        while data:
+            data = data[os.write(fd, data):]
+
+    _PROBE_WORKERS[command](model_bytes, params, emit)
     return 0
 
 
@@ -290,16 +567,19 @@ def supported_ops() -> OpSupport:
 
 def measure_arena(model_bytes: bytes, *, isolate: bool = True, timeout: float = 300.0,
                   where: str = "model") -> ArenaMeasurement:
-    """The smallest tensor arena the model loads and invokes in (bytes).
+    """The smallest tensor arena the model loads and invokes in (bytes), confirmed.
 
-    Raises TflmError (an EdgepipeError) with TFLM's reason when the model cannot
-    run at all; with ``isolate`` (default) a TFLM crash cannot take the caller down.
+    Raises TflmError (an EdgepipeError) with TFLM's reason when the model cannot run
+    even in a generous arena, or when the search takes longer than ``timeout`` seconds.
+    With ``isolate`` (default) every probe runs in a child process, so a TFLM crash or
+    hang at an undersized arena only means "too small"; without it a crash takes the
+    caller down.
     """
     parse_tflite(model_bytes, where)  # a corrupt file is an InputError before TFLM sees it
     if not isolate:
-        return _measure_in_process(model_bytes)
-    doc = _isolated("measure", model_bytes, timeout=timeout, where=where)
-    return ArenaMeasurement(**doc)
+        return _measure(_in_process(model_bytes), where)
+    with _child_processes(model_bytes, timeout, where) as run:
+        return _measure(run, where)
 
 
 def arena_with_margin(arena_bytes: int, profile: TargetProfile) -> int:
@@ -376,8 +656,8 @@ def compat_checks(model: TfliteModel, ops: OpSupport | None = None) -> tuple[Che
     Each check names the ops to blame; a model failing any of them is not handed to TFLM.
     """
     ops = ops or supported_ops()
-    missing = sorted({op.op for op in model.operators if not ops.supports(op.op)})
-    blamed = [f"{op.op} #{op.index}" for op in model.operators if op.op in missing]
+    missing = sorted({op.op for op in model.all_operators if not ops.supports(op.op)})
+    blamed = [op.label for op in model.all_operators if op.op in missing]
     kernel = (Check("tflm_ops", "pass", 0, 0, "ops", f"all {len(model.op_counts)} op types have TFLM kernels",
                     "static:flatbuffer") if not missing else
               Check("tflm_ops", "fail", len(blamed), 0, "ops",
@@ -388,14 +668,15 @@ def compat_checks(model: TfliteModel, ops: OpSupport | None = None) -> tuple[Che
 
 def _hybrid_check(model: TfliteModel) -> Check:
     bad = []
-    for op in model.operators:
+    for op in model.all_operators:
         if op.op not in WEIGHTED_OPS:
             continue
-        ins = [model.tensors[i] for i in op.inputs if i >= 0]
+        tensors = model.subgraphs[op.subgraph].tensors
+        ins = [tensors[i] for i in op.inputs if i >= 0]
         act_float = any(not t.is_constant and t.dtype in _FLOAT for t in ins)
         int_weights = any(t.is_constant and t.dtype in ("int8", "int4", "uint8") for t in ins)
         if act_float and int_weights:
-            bad.append(f"{op.op} #{op.index}")
+            bad.append(op.label)
     if not bad:
         return Check("tflm_hybrid", "pass", 0, 0, "ops", "no hybrid (float-activation, int8-weight) ops",
                      "static:flatbuffer")
@@ -406,7 +687,7 @@ def _hybrid_check(model: TfliteModel) -> Check:
 
 
 def _sparse_check(model: TfliteModel) -> Check:
-    densify = [f"DENSIFY #{op.index}" for op in model.operators if op.op == "DENSIFY"]
+    densify = [op.label for op in model.all_operators if op.op == "DENSIFY"]
     if not densify and not model.has_sparsity:
         return Check("tflm_sparse", "pass", 0, 0, "ops", "no sparse tensors", "static:flatbuffer")
     return Check("tflm_sparse", "fail", max(len(densify), 1), 0, "ops",
@@ -415,9 +696,11 @@ def _sparse_check(model: TfliteModel) -> Check:
 
 
 def _float16_check(model: TfliteModel) -> Check:
-    users = {i: op for op in model.operators for i in op.inputs if i >= 0}
-    bad = [f"{t.name} ({users[t.index].op} #{users[t.index].index})" if t.index in users else t.name
-           for t in model.tensors if t.dtype == "float16"]
+    bad = []
+    for sg in model.subgraphs:
+        users = {i: op for op in sg.operators for i in op.inputs if i >= 0}
+        bad += [f"{t.label} ({users[t.index].label})" if t.index in users else t.label
+                for t in sg.tensors if t.dtype == "float16"]
     if not bad:
         return Check("tflm_float16", "pass", 0, 0, "tensors", "no float16 tensors", "static:flatbuffer")
     return Check("tflm_float16", "fail", len(bad), 0, "tensors",
@@ -477,12 +760,17 @@ def tflm_checks(model_bytes: bytes, profile: TargetProfile) -> TflmReport:
     except TflmError as exc:
         fail = Check("tflm_arena", "fail", None, None, "bytes", str(exc), "measured:host")
         return TflmReport((*checks, fail, _flash_check(model, profile)), None, None, ops.source)
-    note = "verified: runs at this size, fails at half" if arena.verified else "not verified at half size"
-    checks.append(Check("tflm_arena", "pass", arena.bytes, None, "bytes",
-                        f"model loads and invokes in a {arena.bytes} B arena ({arena.method}; {note})",
-                        arena.source))
+    checks.append(Check("tflm_arena", "pass", arena.bytes, None, "bytes", _arena_detail(arena), arena.source))
     checks.extend(memory_checks(model, arena, profile))
     return TflmReport(tuple(checks), arena, arena_with_margin(arena.bytes, profile), ops.source)
+
+
+def _arena_detail(arena: ArenaMeasurement) -> str:
+    note = (f"confirmed: runs at {arena.bytes} B, fails at {arena.bytes - ALIGN} B" if arena.verified
+            else "not confirmed in a fresh process")
+    printed = f"; TFLM printed {arena.printed_bytes} B" if arena.printed_bytes is not None else ""
+    return (f"model loads and invokes in a {arena.bytes} B arena ({arena.method}, {arena.probes} probes, "
+            f"{arena.crashed_probes} crashed{printed}; {note})")
 
 
 def _shorten(items: list[str], n: int = 6) -> str:

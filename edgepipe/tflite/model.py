@@ -1,9 +1,17 @@
-"""A read-only view of a ``.tflite`` flatbuffer: operators, tensors, buffers.
+"""A read-only view of a ``.tflite`` flatbuffer: subgraphs, operators, tensors, variables.
 
 Parsed with the schema that ships in ``ai_edge_litert`` (pure Python
 flatbuffers), so it never imports TensorFlow and never crashes the process on
-a malformed file: every problem becomes an :class:`InputError` *before* an
-interpreter (which can segfault on bad models) ever sees the bytes.
+a malformed file: every problem (including any index that points outside its
+table) becomes an :class:`InputError` *before* an interpreter (which can
+segfault on bad models) ever sees the bytes.
+
+Every subgraph is read. A streaming model keeps its state initialisation in a
+second subgraph that the main one runs through CALL_ONCE; its ops must reach
+the firmware's op resolver and the op checks, and its variables take RAM for
+the whole inference. ``tensors``/``operators``/``inputs``/``outputs`` stay the
+*main* subgraph (what the interpreter invokes); ``subgraphs`` and
+``all_operators`` give the whole model.
 """
 
 from __future__ import annotations
@@ -23,12 +31,32 @@ _TYPE_NAMES = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k
 _DTYPE_BYTES = {
     "float32": 4, "float16": 2, "int32": 4, "uint8": 1, "int64": 8, "bool": 1,
     "int16": 2, "int8": 1, "float64": 8, "uint32": 4, "uint16": 2, "int4": 1,
+    "resource": 4,  # a handle (TFLM stores an int32 resource id); the variable itself is persistent
 }
+# Operator options that name another subgraph (control flow, CALL_ONCE, StableHLO regions).
+_SUBGRAPH_FIELDS = ("initSubgraphIndex", "thenSubgraphIndex", "elseSubgraphIndex", "condSubgraphIndex",
+                    "bodySubgraphIndex", "subgraph", "decompositionSubgraphIndex", "comparatorSubgraphIndex",
+                    "updateComputationSubgraphIndex")
+
+
+def _bytes_of(shape: tuple[int, ...], dtype: str) -> int:
+    """Run-time bytes of a tensor of this shape (unknown -1 dims count as 1, like batch 1)."""
+    n = int(np.prod([max(d, 1) for d in shape])) if shape else 1
+    return n * _DTYPE_BYTES.get(dtype, 4)
+
+
+def _in_subgraph(subgraph: int) -> str:
+    return f" in subgraph {subgraph}" if subgraph else ""
 
 
 @dataclass(frozen=True)
 class Tensor:
-    """One tensor of the main subgraph."""
+    """One tensor of a subgraph; ``index`` is its position in that subgraph's table.
+
+    ``shape`` is what the converter fixed (batch 1); ``shape_signature`` keeps
+    the dimensions the model declared as unknown (-1). A -1 there means the
+    runtime must resize the tensor: fine for LiteRT, impossible on TFLM or an NPU.
+    """
 
     index: int
     name: str
@@ -39,42 +67,114 @@ class Tensor:
     is_constant: bool = False
     buffer_bytes: int = 0
     is_variable: bool = False
+    shape_signature: tuple[int, ...] = ()  # () when the file has none: then it equals ``shape``
+    subgraph: int = 0
+
+    def __post_init__(self):
+        if not self.shape_signature:
+            object.__setattr__(self, "shape_signature", self.shape)
 
     @property
     def nbytes(self) -> int:
         """Bytes this tensor occupies at run time (constants: their buffer)."""
-        if self.is_constant:
-            return self.buffer_bytes
-        n = int(np.prod([max(d, 1) for d in self.shape])) if self.shape else 1
-        return n * _DTYPE_BYTES.get(self.dtype, 4)
+        return self.buffer_bytes if self.is_constant else _bytes_of(self.shape, self.dtype)
 
     @property
     def is_quantized(self) -> bool:
         return len(self.scale) > 0
 
+    @property
+    def is_dynamic(self) -> bool:
+        """A dimension is unknown until run time (-1 in the signature or the shape)."""
+        return any(d < 0 for d in (*self.shape_signature, *self.shape))
+
+    @property
+    def label(self) -> str:
+        """How messages name it: its name, plus the subgraph when it is not the main one."""
+        return self.name + _in_subgraph(self.subgraph)
+
     def to_dict(self) -> dict:
         return {
             "index": self.index, "name": self.name, "shape": list(self.shape),
+            "shape_signature": list(self.shape_signature), "dynamic": self.is_dynamic,
             "dtype": self.dtype, "constant": self.is_constant, "bytes": self.nbytes,
             "scale": list(self.scale[:4]), "zero_point": list(self.zero_point[:4]),
-            "per_channel": len(self.scale) > 1,
+            "per_channel": len(self.scale) > 1, "variable": self.is_variable, "subgraph": self.subgraph,
         }
 
 
 @dataclass(frozen=True)
 class Operator:
-    """One operator: its builtin name and tensor indices (-1 = optional absent)."""
+    """One operator: its builtin name and tensor indices (-1 = optional absent).
+
+    ``subgraph`` is where it lives (its tensor indices refer to that subgraph);
+    ``calls`` the subgraphs it runs (CALL_ONCE, WHILE, IF ...); ``variable`` the
+    ``container/shared_name`` a VAR_HANDLE refers to.
+    """
 
     index: int
     op: str
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
     custom_code: str | None = None
+    subgraph: int = 0
+    calls: tuple[int, ...] = ()
+    variable: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How messages name it: ``CONV_2D #3``, ``VAR_HANDLE #0 in subgraph 1``."""
+        return f"{self.op} #{self.index}{_in_subgraph(self.subgraph)}"
+
+
+@dataclass(frozen=True)
+class Subgraph:
+    """One subgraph: subgraph 0 is what the interpreter invokes, others are called from it."""
+
+    index: int
+    name: str
+    tensors: tuple[Tensor, ...]
+    operators: tuple[Operator, ...]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+
+    @property
+    def input_tensors(self) -> list[Tensor]:
+        return [self.tensors[i] for i in self.inputs]
+
+    @property
+    def output_tensors(self) -> list[Tensor]:
+        return [self.tensors[i] for i in self.outputs]
+
+    def producers(self) -> dict[int, Operator]:
+        """Tensor index -> the operator that writes it."""
+        return {t: op for op in self.operators for t in op.outputs if t >= 0}
+
+
+@dataclass(frozen=True)
+class Variable:
+    """State kept between invokes, so RAM for the whole inference, not an activation.
+
+    ``kind`` is ``"resource"`` (VAR_HANDLE: the value's type and shape come from
+    what ASSIGN_VARIABLE writes or READ_VARIABLE reads, in any subgraph) or
+    ``"tensor"`` (a legacy ``is_variable`` tensor, e.g. an LSTM state).
+    """
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int
+    kind: str
+    subgraph: int = 0
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape), "bytes": self.nbytes,
+                "kind": self.kind, "subgraph": self.subgraph}
 
 
 @dataclass(frozen=True)
 class TfliteModel:
-    """The main subgraph of a .tflite model, plus file facts."""
+    """A .tflite model: the main subgraph's view (``tensors`` ...), every subgraph, file facts."""
 
     path: str
     size: int
@@ -87,13 +187,32 @@ class TfliteModel:
     description: str = ""
     has_sparsity: bool = False
     data: bytes = field(default=b"", repr=False, compare=False)
+    subgraphs: tuple[Subgraph, ...] = ()  # () when built by hand: then the main subgraph alone
+
+    def __post_init__(self):
+        if not self.subgraphs:
+            main = Subgraph(0, "main", self.tensors, self.operators, self.inputs, self.outputs)
+            object.__setattr__(self, "subgraphs", (main,))
+
+    @cached_property
+    def all_operators(self) -> tuple[Operator, ...]:
+        """Every operator of every subgraph, subgraph by subgraph (each knows its ``subgraph``)."""
+        return tuple(op for sg in self.subgraphs for op in sg.operators)
 
     @cached_property
     def op_counts(self) -> dict[str, int]:
+        """Op name -> count over every subgraph: what an op resolver must register."""
         counts: dict[str, int] = {}
-        for op in self.operators:
+        for op in self.all_operators:
             counts[op.op] = counts.get(op.op, 0) + 1
         return dict(sorted(counts.items()))
+
+    @cached_property
+    def variables(self) -> tuple[Variable, ...]:
+        """Resource variables (by name, across subgraphs), then legacy variable tensors."""
+        return _resource_variables(self.subgraphs) + tuple(
+            Variable(t.name, t.dtype, t.shape, _bytes_of(t.shape, t.dtype), "tensor", sg.index)
+            for sg in self.subgraphs for t in sg.tensors if t.is_variable)
 
     @property
     def input_tensors(self) -> list[Tensor]:
@@ -105,11 +224,40 @@ class TfliteModel:
 
     @property
     def weight_bytes(self) -> int:
-        return sum(t.buffer_bytes for t in self.tensors if t.is_constant)
+        """Constant bytes of every subgraph (an init subgraph's constants are flash too)."""
+        return sum(t.buffer_bytes for sg in self.subgraphs for t in sg.tensors if t.is_constant)
 
     def producers(self) -> dict[int, Operator]:
-        """Tensor index -> the operator that writes it."""
-        return {t: op for op in self.operators for t in op.outputs if t >= 0}
+        """Tensor index -> the operator that writes it, in the main subgraph."""
+        return self.subgraphs[0].producers()
+
+
+def _resource_variables(subgraphs: tuple[Subgraph, ...]) -> tuple[Variable, ...]:
+    """One entry per VAR_HANDLE name; the largest value seen for it sizes it (what RAM must hold)."""
+    found: dict[str, Variable | None] = {}
+    for sg in subgraphs:
+        handles = {op.outputs[0]: op.variable for op in sg.operators
+                   if op.variable is not None and op.outputs and op.outputs[0] >= 0}
+        for name in handles.values():
+            found.setdefault(name, None)
+        for name, t in _variable_values(sg, handles):
+            size = _bytes_of(t.shape, t.dtype)
+            if found[name] is None or size > found[name].nbytes:
+                found[name] = Variable(name, t.dtype, t.shape, size, "resource", sg.index)
+    return tuple(v or Variable(name, "unknown", (), 0, "resource") for name, v in found.items())
+
+
+def _variable_values(sg: Subgraph, handles: dict[int, str]):
+    """(variable name, value tensor) for each ASSIGN_VARIABLE / READ_VARIABLE on a known handle."""
+    for op in sg.operators:
+        if op.op == "ASSIGN_VARIABLE" and len(op.inputs) >= 2:
+            handle, value = op.inputs[0], op.inputs[1]
+        elif op.op == "READ_VARIABLE" and op.inputs and op.outputs:
+            handle, value = op.inputs[0], op.outputs[0]
+        else:
+            continue
+        if handle in handles and value >= 0:
+            yield handles[handle], sg.tensors[value]
 
 
 def read_tflite(path: str | Path) -> TfliteModel:
@@ -142,43 +290,92 @@ def parse_tflite(data: bytes, where: str = "<bytes>") -> TfliteModel:
 def _view(model: schema.ModelT, data: bytes, where: str) -> TfliteModel:
     if not model.subgraphs:
         raise InputError(where, "a model with at least one subgraph", "none")
-    sg = model.subgraphs[0]
-    buffers = model.buffers or []
-    codes = model.operatorCodes or []
-    tensors = tuple(_tensor(i, t, buffers) for i, t in enumerate(sg.tensors or []))
-    ops = []
-    for i, op in enumerate(sg.operators or []):
-        code = codes[op.opcodeIndex]
-        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-        name = _OP_NAMES.get(builtin, f"BUILTIN_{builtin}")
-        custom = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
-        ops.append(Operator(i, name if name != "CUSTOM" else f"CUSTOM:{custom}",
-                            _ints(op.inputs), _ints(op.outputs), custom))
-    n_tensors = len(tensors)
-    for op in ops:
-        for t in op.inputs + op.outputs:
-            if t >= n_tensors:
-                raise InputError(where, f"tensor indices below {n_tensors}", f"operator {op.index} uses {t}")
-    desc = model.description.decode() if isinstance(model.description, bytes) else (model.description or "")
-    sparse = any(t.sparsity is not None for t in (sg.tensors or []))
+    codes = tuple(_opcode(c) for c in model.operatorCodes or [])
+    n_sg = len(model.subgraphs)
+    subgraphs = tuple(_subgraph(k, sg, model.buffers or [], codes, n_sg, where)
+                      for k, sg in enumerate(model.subgraphs))
+    for sig in model.signatureDefs or []:
+        _check_range(where, "signature subgraph indices", sig.subgraphIndex, 0, n_sg, "a signature def")
+    main = subgraphs[0]
+    desc = _text(model.description)
+    sparse = any(t.sparsity is not None for sg in model.subgraphs for t in (sg.tensors or []))
     return TfliteModel(
         path=where, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
-        tensors=tensors, operators=tuple(ops), inputs=_ints(sg.inputs), outputs=_ints(sg.outputs),
-        subgraph_count=len(model.subgraphs), description=desc, has_sparsity=sparse, data=bytes(data),
+        tensors=main.tensors, operators=main.operators, inputs=main.inputs, outputs=main.outputs,
+        subgraph_count=n_sg, description=desc, has_sparsity=sparse, data=bytes(data), subgraphs=subgraphs,
     )
 
 
-def _tensor(index: int, t: schema.TensorT, buffers: list) -> Tensor:
-    buf = buffers[t.buffer] if 0 < t.buffer < len(buffers) else None
+def _subgraph(k: int, sg: schema.SubGraphT, buffers: list, codes: tuple, n_sg: int, where: str) -> Subgraph:
+    """One subgraph, with every tensor, opcode, buffer and subgraph index checked against its table."""
+    tensors = tuple(_tensor(k, i, t, buffers, where) for i, t in enumerate(sg.tensors or []))
+    ops = tuple(_operator(k, i, op, codes, n_sg, where) for i, op in enumerate(sg.operators or []))
+    n = len(tensors)
+    for op in ops:
+        for t in op.inputs + op.outputs:
+            _check_range(where, "tensor indices", t, -1, n, f"{op.op} #{op.index} (subgraph {k})")
+    inputs, outputs = _ints(sg.inputs), _ints(sg.outputs)
+    for role, indices in (("input", inputs), ("output", outputs)):
+        for t in indices:
+            _check_range(where, "tensor indices", t, 0, n, f"subgraph {k} {role} list")
+    return Subgraph(k, _text(sg.name) or f"subgraph_{k}", tensors, ops, inputs, outputs)
+
+
+def _check_range(where: str, what: str, value: int, lo: int, hi: int, user: str) -> None:
+    """An index into a table must fall inside it; say which table, which user, which value."""
+    if not lo <= value < hi:
+        raise InputError(where, f"{what} in [{lo}, {hi})", f"{user} uses {value}",
+                         "the file is corrupt or was written by a broken tool")
+
+
+def _opcode(code: schema.OperatorCodeT) -> tuple[str, str | None]:
+    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+    custom = _text(code.customCode) or None
+    name = _OP_NAMES.get(builtin, f"BUILTIN_{builtin}")
+    return (name if name != "CUSTOM" else f"CUSTOM:{custom}"), custom
+
+
+def _operator(k: int, i: int, op: schema.OperatorT, codes: tuple, n_sg: int, where: str) -> Operator:
+    _check_range(where, "opcode indices", op.opcodeIndex, 0, len(codes), f"operator #{i} (subgraph {k})")
+    name, custom = codes[op.opcodeIndex]
+    calls = _called_subgraphs(op)
+    for target in calls:
+        _check_range(where, "subgraph indices", target, 0, n_sg, f"{name} #{i} (subgraph {k})")
+    return Operator(i, name, _ints(op.inputs), _ints(op.outputs), custom, subgraph=k, calls=calls,
+                    variable=_variable_name(op.builtinOptions) if name == "VAR_HANDLE" else None)
+
+
+def _called_subgraphs(op: schema.OperatorT) -> tuple[int, ...]:
+    """Subgraph indices an op's options name (CALL_ONCE init, WHILE cond/body, IF branches ...)."""
+    calls = []
+    for opts in (op.builtinOptions, op.builtinOptions2):
+        calls += [int(getattr(opts, f)) for f in _SUBGRAPH_FIELDS if hasattr(opts, f)]
+        calls += [int(b) for b in getattr(opts, "branchSubgraphIndices", None) or ()]
+    return tuple(calls)
+
+
+def _variable_name(opts) -> str:
+    """``container/shared_name`` (the runtime's key for a resource variable), or the shared name alone."""
+    container, shared = _text(getattr(opts, "container", None)), _text(getattr(opts, "sharedName", None))
+    return f"{container}/{shared}" if container else (shared or "<unnamed>")
+
+
+def _tensor(k: int, index: int, t: schema.TensorT, buffers: list, where: str) -> Tensor:
+    _check_range(where, "buffer indices", t.buffer, 0, len(buffers), f"tensor {index} (subgraph {k})")
+    buf = buffers[t.buffer] if t.buffer > 0 else None
     nbytes = int(len(buf.data)) if buf is not None and buf.data is not None else 0
     q = t.quantization
     scale = tuple(float(s) for s in (q.scale if q is not None and q.scale is not None else ()))
     zp = tuple(int(z) for z in (q.zeroPoint if q is not None and q.zeroPoint is not None else ()))
-    name = t.name.decode() if isinstance(t.name, bytes) else (t.name or f"tensor_{index}")
     return Tensor(
-        index=index, name=name, shape=_ints(t.shape), dtype=_TYPE_NAMES.get(t.type, f"type{t.type}"),
-        scale=scale, zero_point=zp, is_constant=nbytes > 0, buffer_bytes=nbytes, is_variable=bool(t.isVariable),
+        index=index, name=_text(t.name) or f"tensor_{index}", shape=_ints(t.shape),
+        dtype=_TYPE_NAMES.get(t.type, f"type{t.type}"), scale=scale, zero_point=zp, is_constant=nbytes > 0,
+        buffer_bytes=nbytes, is_variable=bool(t.isVariable), shape_signature=_ints(t.shapeSignature), subgraph=k,
     )
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else (value or "")
 
 
 def _ints(values) -> tuple[int, ...]:

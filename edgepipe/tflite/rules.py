@@ -8,28 +8,40 @@ cannot run that, so the build must fail and name the ops.
 from __future__ import annotations
 
 from edgepipe.checks import Check
-from edgepipe.tflite.model import TfliteModel
+from edgepipe.tflite.model import Operator, Tensor, TfliteModel
 
 _FLOAT = {"float32", "float16", "float64"}
 _INT = {"int8", "uint8", "int16"}
 
 
 def float_islands(model: TfliteModel) -> list[str]:
-    """Ops that compute in float, or convert between float and int mid-graph."""
+    """Ops that compute in float, or convert between float and int mid-graph, in any subgraph.
+
+    A streaming model's init subgraph counts: a float state written there is a
+    float tensor on the device. Resource handles (dtype ``resource``) are not float.
+    """
     bad = []
-    for op in model.operators:
-        ins = [model.tensors[i] for i in op.inputs if i >= 0]
-        outs = [model.tensors[i] for i in op.outputs if i >= 0]
-        acts = [t for t in ins + outs if not t.is_constant]
-        if op.op == "DEQUANTIZE" and any(t.dtype in _FLOAT for t in outs):
-            bad.append(f"DEQUANTIZE #{op.index} ({ins[0].name if ins else '?'} -> float)")
-        elif op.op == "QUANTIZE" and any(t.dtype in _FLOAT for t in ins):
-            bad.append(f"QUANTIZE #{op.index} (float {ins[0].name} -> int)")
-        elif any(t.dtype in _FLOAT for t in acts):
-            bad.append(f"{op.op} #{op.index} (float tensor {next(t.name for t in acts if t.dtype in _FLOAT)})")
-        elif any(t.dtype in _FLOAT for t in ins if t.is_constant) and op.op not in ("DEQUANTIZE",):
-            bad.append(f"{op.op} #{op.index} (float weights)")
+    for op in model.all_operators:
+        problem = _float_problem(op, model.subgraphs[op.subgraph].tensors)
+        if problem:
+            bad.append(f"{op.label} ({problem})")
     return bad
+
+
+def _float_problem(op: Operator, tensors: tuple[Tensor, ...]) -> str | None:
+    """Why this op is a float island, or None."""
+    ins = [tensors[i] for i in op.inputs if i >= 0]
+    outs = [tensors[i] for i in op.outputs if i >= 0]
+    acts = [t for t in ins + outs if not t.is_constant]
+    if op.op == "DEQUANTIZE" and any(t.dtype in _FLOAT for t in outs):
+        return f"{ins[0].name if ins else '?'} -> float"
+    if op.op == "QUANTIZE" and any(t.dtype in _FLOAT for t in ins):
+        return f"float {ins[0].name} -> int"
+    if any(t.dtype in _FLOAT for t in acts):
+        return f"float tensor {next(t.name for t in acts if t.dtype in _FLOAT)}"
+    if op.op != "DEQUANTIZE" and any(t.dtype in _FLOAT for t in ins if t.is_constant):
+        return "float weights"
+    return None
 
 
 def int8_only_check(model: TfliteModel, input_dtype: str, output_dtype: str) -> Check:
@@ -58,9 +70,10 @@ def io_dtype_check(model: TfliteModel, input_dtype: str, output_dtype: str) -> C
 
 
 def static_shape_check(model: TfliteModel) -> Check:
-    """Dynamic shapes (SHAPE/FILL chains, -1 dims) do not run on microcontrollers or NPUs."""
-    dyn = [t.name for t in model.tensors if any(d < 0 for d in t.shape)]
-    dyn_ops = [op.op for op in model.operators if op.op in ("SHAPE", "FILL")]
+    """Dynamic shapes (SHAPE/FILL chains, -1 dims in a shape or its signature) do not run on
+    microcontrollers or NPUs, whichever subgraph they are in."""
+    dyn = [t.label for sg in model.subgraphs for t in sg.tensors if t.is_dynamic]
+    dyn_ops = [op.label for op in model.all_operators if op.op in ("SHAPE", "FILL")]
     if not dyn and not dyn_ops:
         return Check("static_shapes", "pass", 0, 0, "tensors", "all shapes static")
     return Check("static_shapes", "fail", len(dyn) + len(dyn_ops), 0, "tensors",

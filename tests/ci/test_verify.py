@@ -27,9 +27,7 @@ def test_verify_passes_and_prints_the_figures(tflite_path, data_npz, tiny_build)
 
 
 def test_verify_measures_what_the_build_measured(tflite_path, data_npz, tiny_build):
-    """Same kernels, same data: the same top-1; the build's checks, by name and verdict.
-
-    (The build also cross-checks two runtimes on the host, which says nothing new about a committed model.)"""
+    """Same backend, same kernels, same data: the same top-1 and the build's checks, figures and sources."""
     import edgepipe
 
     res = edgepipe.verify(tflite_path, "rpi4", data_npz, x_key="x_eval", y_key="y_eval",
@@ -37,8 +35,9 @@ def test_verify_measures_what_the_build_measured(tflite_path, data_npz, tiny_bui
     built = tiny_build.report.to_dict()
     got = res.to_dict()
     assert got["accuracy"]["quantized"]["top1"] == built["accuracy"]["quantized"]["top1"]
-    built_checks = [(c["name"], c["status"]) for c in built["checks"] if c["name"] != "runtime_lsb_diff"]
-    assert [(c["name"], c["status"]) for c in got["checks"]] == built_checks
+    assert got["accuracy"]["runtime"]["name"] == built["accuracy"]["runtime"]["name"] == "litert-xnnpack"
+    fields = ("name", "status", "measured", "budget", "source")
+    assert [tuple(c[k] for k in fields) for c in got["checks"]] == [tuple(c[k] for k in fields) for c in built["checks"]]
     assert res.passed and res.exit_code == 0 and got["kind"] == "verify"
 
 
@@ -85,11 +84,11 @@ def test_junit_xml_has_one_case_per_check_with_failures_and_skips(tflite_path, d
     suite = ET.parse(out).getroot().find("testsuite")
     assert suite.get("name") == "edgepipe.verify.rpi4-custom"
     cases = {c.get("name"): c for c in suite.findall("testcase")}
-    assert set(cases) == {"io_dtype", "accuracy", "flash", "ram", "latency"}
+    assert set(cases) == {"io_dtype", "accuracy", "flash", "ram", "latency", "runtime_lsb_diff", "runtime_agreement"}
     failure = cases["flash"].find("failure")
     assert failure is not None and "OVER the budget 1.0 KiB" in failure.get("message")
     assert cases["accuracy"].find("skipped") is not None, "no baseline given: skipped, with the reason"
-    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("5", "1", "1")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("7", "1", "1")
 
 
 def test_report_file_is_written(tflite_path, data_npz, tmp_path):
@@ -113,15 +112,27 @@ def test_broken_files_exit_2_with_one_line(tflite_path, data_npz, tmp_path, case
     assert len(lines) == 1 and lines[0].startswith("error: ") and f"{case}.tflite" in lines[0]
 
 
-def test_an_interpreter_crash_becomes_an_error(tflite_path, data_npz, monkeypatch):
-    from edgepipe import verify_tflite
+def test_a_model_the_interpreter_refuses_is_a_failed_check_naming_the_runtime(tflite_path, data_npz, tmp_path):
+    """A well-formed file whose conv has stride 0: XNNPACK refuses it at load, so accuracy was not measured."""
+    from ai_edge_litert import schema_py_generated as schema
+    import flatbuffers
 
-    monkeypatch.setattr(verify_tflite, "_WORKER", "import os; os.abort()")
-    res = _verify(tflite_path, data_npz)
-    assert res.exit_code == 2
-    assert res.output.strip().splitlines() == [
-        f"error: {tflite_path}: expected a model the LiteRT interpreter can run, found the interpreter crashed "
-        "(SIGABRT)"]
+    model = schema.ModelT.InitFromPackedBuf(bytearray(tflite_path.read_bytes()), 0)
+    conv = next(op for op in model.subgraphs[0].operators if isinstance(op.builtinOptions, schema.Conv2DOptionsT))
+    conv.builtinOptions.strideW = 0
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    bad = tmp_path / "stride0.tflite"
+    bad.write_bytes(bytes(builder.Output()))
+    res = CliRunner().invoke(cli, ["verify", str(bad), "-t", "rpi4", "-d", str(data_npz), "--x", "x_eval",
+                                   "--y", "y_eval", "--json"])
+    assert res.exit_code == 1, res.output
+    checks = {c["name"]: c for c in json.loads(res.stdout)["checks"]}
+    acc = checks["accuracy"]
+    assert acc["status"] == "fail" and acc["source"] == "measured:litert-xnnpack"
+    assert acc["detail"].startswith("not measured: the device runtime litert-xnnpack refused the model")
+    assert "stride_width > 0" in acc["detail"], "the runtime's own reason"
+    assert checks["runtime_lsb_diff"]["status"] == "skip"
 
 
 def test_data_that_does_not_fit_the_model_exits_2(tflite_path, data_npz):
@@ -143,5 +154,5 @@ def test_the_python_api_returns_objects_and_prints_nothing(tflite_path, data_npz
 
     res = edgepipe.verify(tflite_path, "rpi4", data_npz, x_key="x_eval", y_key="y_eval", min_accuracy=50)
     info = edgepipe.inspect(tflite_path, "rpi4")
-    assert res.passed and [c.name for c in info.checks] == ["io_dtype", "flash", "ram"]
+    assert res.passed and [c.name for c in info.checks] == ["io_dtype", "flash", "ram", "latency"]
     assert capfd.readouterr() == ("", "")

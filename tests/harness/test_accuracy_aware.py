@@ -12,8 +12,22 @@ from edgepipe.tflite.model import read_tflite
 
 
 @pytest.fixture(scope="module")
-def repaired(bad_project, tmp_path_factory):
-    """rpi4 allows int16 activations and float: the loop may repair."""
+def repaired(bad_model_path, digits, tmp_path_factory):
+    """rpi4 allows int16 activations and float: the loop may repair. With float32 I/O asked for,
+    an int16x8 model keeps the I/O types (the converter gives it float32 or int16 I/O, never int8)."""
+    from ep_helpers import write_project
+
+    x_tr, _, x_ev, y_ev = digits
+    folder = tmp_path_factory.mktemp("bad_float_io")
+    np.savez(folder / "d.npz", x=x_tr[:100], x_eval=x_ev, y_eval=y_ev)
+    cfg = write_project(folder, bad_model_path, folder / "d.npz",
+                        quantization={"input_dtype": "float32", "output_dtype": "float32"})
+    return edgepipe.build("rpi4", cfg, out=folder / "out")
+
+
+@pytest.fixture(scope="module")
+def int8_io(bad_project, tmp_path_factory):
+    """rpi4 as it is: int8 input and output, which an int16x8 model cannot have."""
     return edgepipe.build("rpi4", bad_project, out=tmp_path_factory.mktemp("bad_rpi4"))
 
 
@@ -35,9 +49,10 @@ def test_caught_and_repaired_within_budget_with_int16_activations(repaired, chec
         "all representative samples already used, per-channel already on: skipped"
     assert repaired.exit_code == 0, [c.detail for c in repaired.report.failed_checks]
     assert checks_of(repaired)["accuracy"].measured <= 1.0
-    assert rep["quantization"]["scheme"] == "int16x8" and rep["quantization"]["input_dtype"] == "int16"
+    assert rep["quantization"]["scheme"] == "int16x8" and rep["quantization"]["input_dtype"] == "float32"
     model = read_tflite(repaired.artifacts["model.tflite"])
-    assert model.input_tensors[0].dtype == "int16" and model.sha256 == rep["model"]["sha256"]
+    assert model.input_tensors[0].dtype == "float32" and model.sha256 == rep["model"]["sha256"]
+    assert "int16" in {t.dtype for t in model.tensors}, "16-bit activations inside"
     assert any("after 1 attempt(s) the kept model (int16x8) meets it" in n for n in rep["notes"])
 
 
@@ -61,13 +76,15 @@ def test_int8_only_target_reports_failed_and_names_the_layer(refused, checks_of)
 
 @pytest.mark.slow
 def test_per_channel_and_all_samples_are_tried_first(bad_project, digits, tmp_path):
-    """With per-tensor weights and a calibration subset, the loop walks every permitted step."""
+    """With per-tensor weights and a calibration subset, the loop walks every permitted step
+    (float32 I/O, so that int16x8 keeps the I/O types asked for)."""
     from ep_helpers import write_project
 
     x_tr, _, x_ev, y_ev = digits
     np.savez(tmp_path / "d.npz", x=x_tr[:300], x_eval=x_ev, y_eval=y_ev)
     cfg = write_project(tmp_path, _model_of(bad_project), tmp_path / "d.npz",
-                        quantization={"per_channel": False, "calibration_samples": 50})
+                        quantization={"per_channel": False, "calibration_samples": 50,
+                                      "input_dtype": "float32", "output_dtype": "float32"})
     result = edgepipe.build("rpi4", cfg, out=tmp_path / "out")
     steps = [(a["step"], a["representative_samples"], a["settings"]["per_channel"], a["passed"])
              for a in result.report.to_dict()["quantization_attempts"]["attempts"]]
@@ -101,3 +118,22 @@ def test_float_fallback_keeps_the_layer_in_float_with_int8_io(keras_mod, bad_mod
     top1 = np.mean(make_runner(XNNPACK, data).predict(x_ev).argmax(1) == y_ev) * 100
     float_top1 = np.mean(model.predict(x_ev, verbose=0).argmax(1) == y_ev) * 100
     assert abs(float_top1 - top1) <= 1.0
+
+
+def test_int8_io_profile_never_ends_up_with_int16_io(int8_io, checks_of):
+    """int16x8 would make the I/O int16: recorded as refused, not converted; the float step repairs instead."""
+    rep = int8_io.report.to_dict()
+    q = rep["quantization_attempts"]
+    steps = {a["step"]: a for a in q["attempts"]}
+    wide = steps["int16x8"]
+    assert not wide["passed"] and wide["bytes"] is None and wide["settings"]["input_dtype"] == "int16"
+    assert wide["error"] == ("refused: it would make the model's input/output int16/int16; the build asks for "
+                             "int8/int8 (quantization.input_dtype/output_dtype)")
+    assert [a["step"] for a in q["attempts"]] == ["as configured", "int16x8", "float"]
+    assert all(a["settings"]["input_dtype"] == "int8" for a in q["attempts"] if "error" not in a)
+    assert q["passed"] and q["chosen"] == 2 and steps["float"]["float_layers"] == ["hidden"]
+    assert int8_io.exit_code == 0, [c.detail for c in int8_io.report.failed_checks]
+    assert (rep["quantization"]["input_dtype"], rep["quantization"]["output_dtype"]) == ("int8", "int8")
+    model = read_tflite(int8_io.artifacts["model.tflite"])
+    assert [t.dtype for t in model.input_tensors + model.output_tensors] == ["int8", "int8"]
+    assert model.sha256 == rep["model"]["sha256"] and checks_of(int8_io)["io_dtype"].status == "pass"

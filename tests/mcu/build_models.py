@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -15,6 +16,52 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+
+
+class RingBuffer(keras.layers.Layer):
+    """Streaming state: keeps the last ``frames - 1`` input frames in a variable between invokes."""
+
+    def __init__(self, frames: int, **kwargs):
+        super().__init__(**kwargs)
+        self.frames = frames
+
+    def build(self, shape):
+        self.state = self.add_weight(shape=(1, self.frames - 1, shape[-1]), initializer="zeros",
+                                     trainable=False, name="state")
+
+    def call(self, x):
+        s = keras.ops.concatenate([self.state, x], axis=1)
+        self.state.assign(s[:, 1:, :])
+        return s
+
+
+def streaming() -> keras.Model:
+    """A streaming keyword-spotter head: one 8-feature frame per invoke, a 5-frame ring buffer."""
+    i = keras.Input((1, 8), batch_size=1)
+    x = RingBuffer(5)(i)
+    x = keras.layers.Conv1D(16, 3, activation="relu")(x)
+    x = keras.layers.Flatten()(x)
+    return keras.Model(i, keras.layers.Dense(4)(x))
+
+
+def conv1d_wide() -> keras.Model:
+    """A sensor Conv1D whose flattened features feed a 10,000-wide Dense input."""
+    i = keras.Input((1250, 3), batch_size=1)
+    x = keras.layers.Conv1D(8, 3, padding="same", activation="relu")(i)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(16, activation="relu")(x)
+    return keras.Model(i, keras.layers.Dense(4)(x))
+
+
+def fc_autoencoder() -> keras.Model:
+    """The shape of MLPerf Tiny's anomaly-detection reference: 640 -> 128x4 -> 8 -> 128x4 -> 640."""
+    i = keras.Input((640,), batch_size=1)
+    x = i
+    for units in (128, 128, 128, 128, 8, 128, 128, 128, 128):
+        x = keras.layers.Dense(units)(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.ReLU()(x)
+    return keras.Model(i, keras.layers.Dense(640)(x))
 
 
 def cnn(width: int) -> keras.Model:
@@ -36,18 +83,38 @@ def mlp(activation: str) -> keras.Model:
     return keras.Model(i, keras.layers.Dense(8)(x))
 
 
+def convert_streaming(model: keras.Model) -> bytes:
+    """Full int8 with the state variables quantized too (they live in a second, CALL_ONCE subgraph)."""
+    shape = tuple(model.inputs[0].shape)
+    with tempfile.TemporaryDirectory() as d:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("serve", lambda t: model(t, training=False),
+                             input_signature=[tf.TensorSpec(shape, tf.float32)])
+        archive.write_out(d)
+        c = tf.lite.TFLiteConverter.from_saved_model(d)
+        c.experimental_enable_resource_variables = True
+        c._experimental_variable_quantization = True
+        return _full_int8(c, shape[1:]).convert()
+
+
+def _full_int8(c, shape: tuple):
+    rng = np.random.default_rng(0)
+    c.optimizations = [tf.lite.Optimize.DEFAULT]
+    c.representative_dataset = lambda: ([rng.random((1, *shape), dtype=np.float32)] for _ in range(32))
+    c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    c.inference_input_type = tf.int8
+    c.inference_output_type = tf.int8
+    return c
+
+
 def convert(model: keras.Model, mode: str) -> bytes:
     shape = tuple(model.inputs[0].shape[1:])
-    rng = np.random.default_rng(0)
     c = tf.lite.TFLiteConverter.from_keras_model(model)
     if mode in ("int8", "sparse"):
-        c.optimizations = [tf.lite.Optimize.DEFAULT]
+        _full_int8(c, shape)
         if mode == "sparse":
             c.optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
-        c.representative_dataset = lambda: ([rng.random((1, *shape), dtype=np.float32)] for _ in range(32))
-        c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        c.inference_input_type = tf.int8
-        c.inference_output_type = tf.int8
     elif mode == "hybrid":
         c.optimizations = [tf.lite.Optimize.DEFAULT]
     elif mode == "float16":
@@ -77,6 +144,9 @@ def main(out: Path) -> None:
         "mlp_hybrid": convert(relu, "hybrid"),
         "mlp_float16": convert(relu, "float16"),
         "mlp_sparse": convert(sparsify(relu), "sparse"),
+        "stream_int8": convert_streaming(streaming()),
+        "conv1d_wide_int8": convert(conv1d_wide(), "int8"),
+        "autoencoder_int8": convert(fc_autoencoder(), "int8"),
     }
     out.mkdir(parents=True, exist_ok=True)
     for name, data in models.items():

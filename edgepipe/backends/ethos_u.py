@@ -1,0 +1,57 @@
+"""Arm Ethos-U through Vela: the NPU's SRAM and cycle figures, the CPU-equivalent kernels for accuracy."""
+
+from __future__ import annotations
+
+import tempfile
+
+from edgepipe.backends.base import Backend, Firmware, IOContract, Judgement
+from edgepipe.checks import Check
+from edgepipe.runtimes.base import REFERENCE, TFLM, RuntimePlan
+from edgepipe.tflite.model import TfliteModel
+
+VELA_MODEL, VELA_LAYERS = "model_vela.tflite", "model_vela_per-layer.csv"
+
+
+class EthosUBackend(Backend):
+    """Vela compiles the model; its SRAM, flash, NPU/CPU split and cycle estimate are the figures.
+
+    The NPU cannot be simulated on the host, so accuracy is measured on LiteRT's
+    reference kernels (the CPU-equivalent integer arithmetic) and cross-checked
+    with TFLM. The firmware embeds Vela's model; its arena is Vela's SRAM figure.
+    """
+
+    name = "ethos-u"
+
+    @property
+    def plan(self) -> RuntimePlan:
+        return RuntimePlan(REFERENCE, TFLM)
+
+    def judge(self, model: TfliteModel, contract: IOContract) -> Judgement:
+        from edgepipe.runtimes.vela import VelaError
+
+        checks = self.rule_checks(model, contract)
+        sections = {"memory": self.memory_section(model)}
+        try:
+            return self._compiled(model, checks, sections)
+        except VelaError as exc:
+            failed = Check("vela_compile", "fail", None, None, "", str(exc), "measured:vela")
+            return Judgement((*checks, failed, self.flash_check(model.size)), sections,
+                             firmware_note="no firmware sources: Vela could not compile the model")
+
+    def _compiled(self, model: TfliteModel, checks: list[Check], sections: dict) -> Judgement:
+        from edgepipe.estimate.latency import latency_check, vela_latency
+        from edgepipe.runtimes.vela import compile_vela, vela_checks
+        from edgepipe.tflite.model import read_tflite
+
+        with tempfile.TemporaryDirectory(prefix="edgepipe-vela-") as d:
+            vela = compile_vela(model.data, self.profile, d, name="model")
+            estimate = vela_latency(vela, read_tflite(vela.output_path), self.profile)
+            files = {VELA_MODEL: vela.output_path.read_bytes()}
+            if vela.per_layer_csv is not None:
+                files[VELA_LAYERS] = vela.per_layer_csv.read_bytes()
+        checks = [*checks, *vela_checks(vela, self.profile), latency_check(estimate, self.profile)]
+        sections["vela"] = {k: v for k, v in vela.to_dict().items()
+                            if k not in ("output_path", "summary_csv", "per_layer_csv", "log_path")}
+        sections["latency"] = self.latency_section(estimate)
+        firmware = Firmware(files[VELA_MODEL], vela.sram_bytes, "estimate:vela:sram_memory_used")
+        return Judgement(tuple(checks), sections, files, firmware)

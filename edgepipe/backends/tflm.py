@@ -1,0 +1,39 @@
+"""TensorFlow Lite Micro on microcontrollers: TFLM kernels, the measured arena, cost-model latency."""
+
+from __future__ import annotations
+
+from edgepipe.backends.base import Backend, Firmware, IOContract, Judgement
+from edgepipe.runtimes.base import REFERENCE, TFLM, RuntimePlan
+from edgepipe.tflite.model import TfliteModel
+
+
+class TflmBackend(Backend):
+    """Accuracy on TFLM itself, cross-checked with LiteRT's reference kernels.
+
+    RAM is the arena TFLM really needs (measured by running the model, see
+    :func:`edgepipe.runtimes.tflm.measure_arena`) plus the profile's margin and
+    one application copy of each I/O tensor. The firmware header reserves the
+    measured arena plus margin, and the accuracy runner uses that same arena.
+    """
+
+    name = "tflm"
+
+    @property
+    def plan(self) -> RuntimePlan:
+        return RuntimePlan(TFLM, REFERENCE)
+
+    def judge(self, model: TfliteModel, contract: IOContract) -> Judgement:
+        from edgepipe.estimate.latency import cost_model_latency, latency_check
+        from edgepipe.runtimes.tflm import tflm_checks
+
+        rep = tflm_checks(model.data, self.profile)
+        estimate = cost_model_latency(model, self.profile.cost_model, self.profile.name, self.name)
+        checks = [*self.rule_checks(model, contract), *rep.checks, latency_check(estimate, self.profile)]
+        sections = {"memory": self.memory_section(model), "tflm": rep.to_dict(),
+                    "latency": self.latency_section(estimate)}
+        if rep.arena is None:
+            return Judgement(tuple(checks), sections,
+                             firmware_note="no firmware sources: TFLite Micro could not run the model, "
+                                           "so no arena was measured (see the tflm checks)")
+        firmware = Firmware(model.data, rep.arena_bytes_with_margin, f"{rep.arena.source}:{rep.arena.method}")
+        return Judgement(tuple(checks), sections, firmware=firmware, runner_arena=rep.arena_bytes_with_margin)
