@@ -14,12 +14,19 @@ from collections.abc import Iterable
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERNAL = 3
 
 
 class EdgepipeError(Exception):
     """Root of every error caused by usage or input. Exit code 2."""
 
     exit_code = EXIT_USAGE
+
+
+class InternalError(EdgepipeError):
+    """Something edgepipe relies on did not hold: its own bug or a tool's, not the user's input. Exit 3."""
+
+    exit_code = EXIT_INTERNAL
 
 
 class ConfigError(EdgepipeError):

@@ -139,7 +139,8 @@ def run_verify(path: str | Path, target: ResolvedTarget, project: ProjectConfig,
                 report.notes.append(f"the baseline from {gate.baseline_source} was measured on other eval data "
                                     f"(sha256 {gate.baseline_eval_sha256[:12]}, here {ev.sha256[:12]})")
         with ctx.stage("check"):
-            check_stage.run(ctx)
+            checked, ctx.judgement = check_stage.run(ctx)
+            ctx.apply(checked)
         with ctx.stage("verify"):
             _accuracy(ctx, gate)
     return VerifyResult(report, tfl)
@@ -165,9 +166,8 @@ def judge(tfl: TfliteModel, target: ResolvedTarget, project: ProjectConfig | Non
     """The backend's checks on an existing model (what the build's check stage records), no data needed."""
     from edgepipe.pipeline import check_stage
 
-    ctx = model_context(tfl, target, project or ProjectConfig())
-    check_stage.run(ctx)
-    return list(ctx.report.checks)
+    checked, _ = check_stage.run(model_context(tfl, target, project or ProjectConfig()))
+    return checked.checks
 
 
 def tflite_section(tfl: TfliteModel) -> dict:
@@ -194,24 +194,21 @@ def _io(tfl: TfliteModel) -> tuple[tuple, int | None]:
 def _accuracy(ctx, gate: AccuracyGate) -> None:
     """The device's kernels on the eval data (the build's measurement), held to the gate."""
     from edgepipe.backends import backend_for
-    from edgepipe.harness import crosscheck
-    from edgepipe.harness.device import run_on_device
+    from edgepipe.harness.device import run_on_device, without_data
     from edgepipe.harness.harness import EvalData
 
     ev, profile, task = ctx.inputs.eval, ctx.profile, ctx.project.task
     if ev is None:
-        reason = "no eval data: accuracy was not verified (pass --data)"
-        ctx.report.checks += [Check("accuracy", "skip", detail=reason),
-                              crosscheck.skipped("no eval data: runtimes were not cross-checked"),
-                              crosscheck.skipped("no eval data: runtimes were not cross-checked", crosscheck.AGREEMENT)]
+        ctx.report.checks += without_data(Check("accuracy", "skip", detail="no eval data: accuracy was not "
+                                                                           "verified (pass --data)"))
         return
     n_classes = ctx.inputs.n_outputs if task == "classification" else None
     data = EvalData(ev.x, ev.y, ev.where, task=task, n_classes=n_classes)
-    arena = ctx.judgement.runner_arena if ctx.judgement is not None else None
-    run = run_on_device(ctx.tflite, data, backend_for(profile).plan, profile, arena=arena, progress=ctx.progress)
+    backend = backend_for(profile)
+    run = run_on_device(ctx.tflite, data, backend.plan, profile, arena=backend.runner_arena(ctx.tflite),
+                        progress=ctx.progress)
     if run.acc is None:
-        ctx.report.checks += [run.not_measured(), crosscheck.skipped(f"not cross-checked: {run.failure}"),
-                              crosscheck.skipped(f"not cross-checked: {run.failure}", crosscheck.AGREEMENT)]
+        ctx.report.checks += run.not_measured()
         return
     ctx.report.checks += [*gate.checks(run.acc, profile.accuracy, run.source), *run.cross]
     ctx.report.sections["accuracy"] = run.acc

@@ -31,7 +31,7 @@ def test_tflm_target_holds_the_measured_arena_to_the_ram_budget(mcu_build):
     assert checks["ram"].measured >= arena, "RAM = arena + margin + I/O"
     assert checks["ram"].budget == 320 * 1024
     assert checks["latency"].source == "estimate:cost-model"
-    assert rep["latency"]["host"]["source"] == "measured:host"
+    assert "host" not in rep["latency"], "XNNPACK on the build host says nothing about a microcontroller"
     assert rep["latency"]["budget_checked_against"] == "estimate:cost-model"
 
 
@@ -55,3 +55,30 @@ def test_ethos_u_target_compiles_with_vela_and_ships_its_model(npu_build):
     assert checks["latency"].source == "estimate:vela"
     vela_model = read_tflite(npu_build.artifacts["model_vela.tflite"])
     assert any(op.op.startswith("CUSTOM") for op in vela_model.operators), "Vela's ethos-u custom op"
+
+
+def test_a_model_tflm_cannot_run_gets_no_firmware_header_and_no_guessed_accuracy(tmp_path, digits, data_npz):
+    """GELU has no TFLM kernel: the build fails its TFLM check, writes no model_data.h (no arena was
+    measured) and does not measure accuracy on other kernels in TFLM's place."""
+    from edgepipe.keras_io import import_tensorflow
+    from ep_helpers import write_project
+
+    import_tensorflow()
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 1))
+    x = keras.layers.Flatten()(inp)
+    x = keras.layers.Dense(16, activation="gelu")(x)
+    model = keras.Model(inp, keras.layers.Dense(10, activation="softmax")(x))
+    model.save(tmp_path / "gelu.keras")
+    res = edgepipe.build("esp32-s3", write_project(tmp_path, tmp_path / "gelu.keras", data_npz), out=tmp_path / "out",
+                         cache=False)
+    checks = _checks(res)
+    assert res.exit_code == 1 and checks["tflm_ops"].status == "fail" and "GELU" in checks["tflm_ops"].detail
+    assert checks["tflm_arena"].status == "skip"
+    assert not (tmp_path / "out" / "model_data.h").exists() and "model_data.h" not in res.artifacts
+    assert any("no firmware sources" in n for n in res.report.notes)
+    acc = checks["accuracy"]
+    assert acc.status == "fail" and acc.source == "measured:tflm" and acc.detail.startswith("not measured: ")
+    assert "GELU" in acc.detail, "TFLM's own reason"

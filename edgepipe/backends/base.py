@@ -60,7 +60,6 @@ class Judgement:
 
     ``firmware`` is None when no arena could be measured: firmware sources are
     then not written (a header with a guessed arena would be a promise nobody checked).
-    ``runner_arena``: the arena the TFLM runner should use for this model (None elsewhere).
     """
 
     checks: tuple[Check, ...]
@@ -68,7 +67,6 @@ class Judgement:
     files: dict[str, bytes] = field(default_factory=dict)
     firmware: Firmware | None = None
     firmware_note: str = ""
-    runner_arena: int | None = None
 
     @property
     def passed(self) -> bool:
@@ -92,6 +90,10 @@ class Backend:
     def judge(self, model: TfliteModel, contract: IOContract) -> Judgement:
         """Every check that needs no data: rules, the runtime's own checks, memory, latency."""
         raise NotImplementedError
+
+    def runner_arena(self, model: TfliteModel) -> int | None:
+        """The arena a TFLM runner uses for this model on this target (None: the runtime has no arena)."""
+        return None
 
     def host_latency(self, model_bytes: bytes, sample) -> dict | None:
         """Wall time on this host, where it says something about the device (None: it does not)."""

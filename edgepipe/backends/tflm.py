@@ -36,4 +36,13 @@ class TflmBackend(Backend):
                              firmware_note="no firmware sources: TFLite Micro could not run the model, "
                                            "so no arena was measured (see the tflm checks)")
         firmware = Firmware(model.data, rep.arena_bytes_with_margin, f"{rep.arena.source}:{rep.arena.method}")
-        return Judgement(tuple(checks), sections, firmware=firmware, runner_arena=rep.arena_bytes_with_margin)
+        return Judgement(tuple(checks), sections, firmware=firmware)
+
+    def runner_arena(self, model: TfliteModel) -> int | None:
+        """Measured arena + the profile's margin: what the firmware header reserves (None if TFLM cannot run it)."""
+        from edgepipe.runtimes.tflm import TflmError, arena_with_margin, measure_arena
+
+        try:
+            return arena_with_margin(measure_arena(model.data).bytes, self.profile)
+        except TflmError:
+            return None

@@ -121,3 +121,8 @@ def agreement_check(cross: dict, budget: float) -> Check:
 
 def skipped(reason: str, name: str = NAME) -> Check:
     return Check(name, "skip", None, None, "LSB" if name == NAME else "%", reason)
+
+
+def both_skipped(reason: str) -> list[Check]:
+    """``runtime_lsb_diff`` and ``runtime_agreement``, skipped for one reason."""
+    return [skipped(reason), skipped(reason, AGREEMENT)]

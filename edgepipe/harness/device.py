@@ -34,6 +34,7 @@ class DeviceRun:
     ``cross``: the cross-check checks (LSBs per kernel, top-1 disagreement)."""
 
     plan: RuntimePlan
+    sha256: str = ""
     acc: dict | None = None
     failure: str | None = None
     cross: list[Check] = field(default_factory=list)
@@ -42,9 +43,16 @@ class DeviceRun:
     def source(self) -> str:
         return f"measured:{self.plan.device}"
 
-    def not_measured(self, name: str = "accuracy") -> Check:
-        """The accuracy check when the device runtime could not run the model: failed, never guessed."""
-        return Check(name, "fail", None, None, "", f"not measured: {self.failure}", self.source)
+    def not_measured(self) -> list[Check]:
+        """The checks when the device runtime could not run the model: accuracy failed (never guessed),
+        the cross-checks skipped for the same reason."""
+        return [Check("accuracy", "fail", None, None, "", f"not measured: {self.failure}", self.source),
+                *crosscheck.both_skipped(f"not cross-checked: {self.failure}")]
+
+
+def without_data(accuracy: Check) -> list[Check]:
+    """The checks when there is no eval data: ``accuracy`` (skipped, saying what to pass) and both cross-checks."""
+    return [accuracy, *crosscheck.both_skipped("no eval data: runtimes were not cross-checked")]
 
 
 def run_on_device(tfl: TfliteModel, data: EvalData, plan: RuntimePlan, profile: TargetProfile, *,
@@ -56,7 +64,7 @@ def run_on_device(tfl: TfliteModel, data: EvalData, plan: RuntimePlan, profile: 
     """
     from edgepipe.pipeline.evaluate import eval_threads
 
-    run = DeviceRun(plan)
+    run = DeviceRun(plan, tfl.sha256)
     runners = []
     try:
         device = _runner(plan.device, tfl, eval_threads(profile), arena, runners)
@@ -101,12 +109,11 @@ def _cross_checks(tfl: TfliteModel, data: EvalData, plan: RuntimePlan, profile: 
     rule = profile.accuracy
     if reference is None:
         reason = f"{plan.reference} cannot run the model, so it was not cross-checked: {why}"
-        return [crosscheck.skipped(reason), crosscheck.skipped(reason, crosscheck.AGREEMENT)]
+        return crosscheck.both_skipped(reason)
     cross = acc["cross_check"]
     cross.update({"device": plan.device, "reference": plan.reference})
     if cross.get("reference_failure"):
-        reason = f"the cross-check stopped: {cross['reference_failure']}"
-        return [crosscheck.skipped(reason), crosscheck.skipped(reason, crosscheck.AGREEMENT)]
+        return crosscheck.both_skipped(f"the cross-check stopped: {cross['reference_failure']}")
     agreement = crosscheck.agreement_check(cross, rule.max_runtime_disagreement)
     if any(t.dtype.startswith("float") for t in tfl.output_tensors):
         return [crosscheck.skipped("float outputs: no LSBs to compare (see accuracy.outputs[].device_vs_reference)"),

@@ -57,6 +57,7 @@ class Attempt:
     check: Check | None = None
     acc: dict = field(default_factory=dict)
     error: str = ""
+    run: object = None  # harness.device.DeviceRun
 
     @property
     def passed(self) -> bool:
@@ -80,53 +81,58 @@ class Attempt:
         return out
 
 
-def run(ctx: BuildContext) -> None:
-    """Measure the converted model; if it misses the budget, try the permitted steps in turn."""
-    from edgepipe.runtimes.base import plan_for
+def run(ctx: BuildContext, out) -> None:
+    """Measure the converted model (``out.tflite``); if it misses the budget, try the permitted steps in turn.
 
+    ``out`` is the quantize stage's :class:`~edgepipe.pipeline.outcome.StageOutcome`: a kept
+    candidate replaces its model and settings; the attempts and notes go into it. The first
+    measurement is the verify stage's too (``out.measured``): device kernels and cross-check.
+    """
     data = eval_data(ctx)
-    if data is None or ctx.settings.scheme not in (Scheme.INT8, Scheme.INT16X8):
+    if data is None or out.settings.scheme not in (Scheme.INT8, Scheme.INT16X8):
         return
-    runner = plan_for(ctx.profile).device
-    base = Candidate(ctx.settings, ctx.inputs.representative.x)
-    contract = ctx.io_contract
-    attempts = [_measured(ctx, data, runner, Attempt("as configured", "-", base, ctx.tflite_bytes))]
-    if attempts[0].check is None:  # the device runtime cannot run it: the verify stage says so
+    base = Candidate(out.settings, ctx.inputs.representative.x)
+    first = _measured(ctx, data, Attempt("as configured", "-", base, out.tflite), cross_check=True)
+    if first.check is None:  # the device runtime cannot run it: the verify stage says so
         return
-    fault: list[str] = []
-    if not attempts[0].passed:
-        fault, nodes = _layers_at_fault(ctx, data, ctx.tflite_bytes)
+    attempts, fault = [first], []
+    if not first.passed:
+        fault, nodes = _layers_at_fault(ctx, data, out.tflite)
         for step, change, cand in _steps(ctx, base, fault, nodes):
-            attempt = _try(ctx, data, runner, Attempt(step, change, cand), contract)
+            attempt = _try(ctx, data, Attempt(step, change, cand), ctx.io_contract)
             attempts.append(attempt)
             if attempt.passed:
                 break
     chosen = next((a for a in attempts if a.passed), None) or min(
         (a for a in attempts if a.check is not None), key=lambda a: a.drop)
-    if chosen is not attempts[0]:
-        ctx.tflite_bytes, ctx.settings = chosen.tflite_bytes, chosen.candidate.settings
-        from edgepipe.tflite.model import parse_tflite
+    out.measured = first.run if chosen is first else None
+    if chosen is not first:
+        out.tflite, out.settings = chosen.tflite_bytes, chosen.candidate.settings
+        out.sections["quantization"] = {**out.settings.to_dict(), "float_layers": list(chosen.candidate.float_layers)}
+    out.sections["quantization_attempts"] = _attempts_section(ctx, attempts, chosen, fault)
+    notes = _notes(ctx, attempts, chosen, fault)
+    out.notes += notes
+    for note in notes:
+        ctx.progress.note(note)
 
-        ctx.tflite = parse_tflite(ctx.tflite_bytes, "converted model")
-        ctx.report.sections["quantization"] = {**ctx.settings.to_dict(),
-                                               "float_layers": list(chosen.candidate.float_layers)}
-    ctx.report.sections["quantization_attempts"] = {
-        "budget": {"max_drop": ctx.profile.accuracy.max_drop, "drop_mode": ctx.profile.accuracy.drop_mode,
-                   "max_rmse_increase": ctx.profile.accuracy.max_rmse_increase},
-        "measured_with": attempts[0].acc["runtime"]["name"], "passed": chosen.passed, "chosen": attempts.index(chosen),
-        "attempts": [a.to_dict() for a in attempts], "layers_at_fault": fault}
+
+def _attempts_section(ctx: BuildContext, attempts: list[Attempt], chosen: Attempt, fault: list[str]) -> dict:
+    rule = ctx.profile.accuracy
+    return {"budget": {"max_drop": rule.max_drop, "drop_mode": rule.drop_mode,
+                       "max_rmse_increase": rule.max_rmse_increase},
+            "measured_with": attempts[0].acc["runtime"]["name"], "passed": chosen.passed,
+            "chosen": attempts.index(chosen), "attempts": [a.to_dict() for a in attempts], "layers_at_fault": fault}
+
+
+def _notes(ctx: BuildContext, attempts: list[Attempt], chosen: Attempt, fault: list[str]) -> list[str]:
     if len(attempts) > 1:
         verdict = "meets" if chosen.passed else "still misses"
-        _note(ctx, f"the quantized model missed the accuracy budget; after {len(attempts) - 1} attempt(s) the kept "
-                   f"model ({chosen.step}) {verdict} it: {chosen.check.detail}")
-    elif not chosen.passed:
-        _note(ctx, "the quantized model misses the accuracy budget and this target permits no other quantization "
-                   f"(int8_only: {ctx.profile.accelerator.int8_only}); layers at fault: {', '.join(fault) or '?'}")
-
-
-def _note(ctx: BuildContext, text: str) -> None:
-    ctx.report.notes.append(text)
-    ctx.progress.note(text)
+        return [f"the quantized model missed the accuracy budget; after {len(attempts) - 1} attempt(s) the kept "
+                f"model ({chosen.step}) {verdict} it: {chosen.check.detail}"]
+    if not chosen.passed:
+        return ["the quantized model misses the accuracy budget and this target permits no other quantization "
+                f"(int8_only: {ctx.profile.accelerator.int8_only}); layers at fault: {', '.join(fault) or '?'}"]
+    return []
 
 
 def _steps(ctx: BuildContext, base: Candidate, fault: list[str], nodes: dict[str, list[str]]):
@@ -164,7 +170,7 @@ def _int16x8(ctx: BuildContext, s):
     return convert_settings(ctx.profile, ctx.project.model_copy(update={"quantization": q}))
 
 
-def _try(ctx: BuildContext, data, runner: str, attempt: Attempt, contract) -> Attempt:
+def _try(ctx: BuildContext, data, attempt: Attempt, contract) -> Attempt:
     """Convert the candidate, refuse it if it breaks an int8-only target or the I/O types of
     ``contract`` (the :class:`~edgepipe.backends.IOContract` of the build), then measure it."""
     from edgepipe.errors import EdgepipeError
@@ -194,20 +200,17 @@ def _try(ctx: BuildContext, data, runner: str, attempt: Attempt, contract) -> At
     if not io.passed:
         attempt.error = f"refused: {io.detail}"
         return attempt
-    return _measured(ctx, data, runner, attempt)
+    return _measured(ctx, data, attempt)
 
 
-def _measured(ctx: BuildContext, data, runner: str, attempt: Attempt) -> Attempt:
+def _measured(ctx: BuildContext, data, attempt: Attempt, cross_check: bool = False) -> Attempt:
     """The attempt measured on the device's runner; a runtime failure is the attempt's error."""
-    from edgepipe.runtimes.isolated import RuntimeFailure
-
-    try:
-        acc, _ = measure(ctx, data, attempt.tflite_bytes, runner, f"verifying: {attempt.step}")
-    except RuntimeFailure as exc:
-        attempt.error = str(exc)
+    attempt.run = measure(ctx, data, attempt.tflite_bytes, f"verifying: {attempt.step}", cross_check)
+    if attempt.run.acc is None:
+        attempt.error = attempt.run.failure
         return attempt
-    attempt.acc = acc
-    attempt.check = accuracy_check(acc, ctx.profile.accuracy, f"measured:{runner}")
+    attempt.acc = attempt.run.acc
+    attempt.check = accuracy_check(attempt.acc, ctx.profile.accuracy, attempt.run.source)
     return attempt
 
 

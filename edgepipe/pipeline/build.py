@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edgepipe.config.project import ProjectConfig
 from edgepipe.config.targets import ResolvedTarget
+from edgepipe.errors import InternalError
 from edgepipe.pipeline import check_stage, emit_stage, prune_stage, quantize_stage, verify_stage
 from edgepipe.pipeline.cache import StageCache, open_cache
 from edgepipe.pipeline.context import BuildContext
@@ -51,18 +52,42 @@ def run_build(project: ProjectConfig, target: ResolvedTarget, out_dir: Path, pro
     memo = StageMemo(ctx, ctx.cache, MODEL_STAGES)
     with output_lock(out_dir, lock_timeout):
         with ctx.stage("prune"):
-            memo.run("prune", prune_stage.run)
+            pruned = memo.run("prune", prune_stage.run)
+            ctx.apply(pruned)
         with ctx.stage("quantize"):
-            memo.run("quantize", quantize_stage.run)
+            ctx.apply(memo.run("quantize", quantize_stage.run))
+            _invariant(ctx.tflite is not None, "the quantize stage produced a model")
         with ctx.stage("check"):
-            check_stage.run(ctx)
+            checked, ctx.judgement = check_stage.run(ctx)
+            ctx.apply(checked)
+            ctx.firmware = ctx.judgement.firmware
         with ctx.stage("verify"):
-            memo.run("verify", verify_stage.run)
-            prune_stage.check_against_original(ctx)
+            verified = memo.run("verify", verify_stage.run)
+            _verified_on_the_device(ctx, verified)
+            ctx.apply(verified)
+            against = prune_stage.check_against_original(pruned.sections["prune"], verified.sections.get("accuracy"),
+                                                         ctx.profile.accuracy)
+            ctx.report.checks += [against] if against else []
         with ctx.stage("emit"):
             ctx.report.sections["cache"] = memo.summary()
             emit_stage.run(ctx)
     return BuildResult(ctx.report, out_dir, ctx.artifacts)
+
+
+def _verified_on_the_device(ctx: BuildContext, verified) -> None:
+    """Accuracy, if measured, was measured on the backend's device runner and on the model that ships."""
+    from edgepipe.backends import backend_for
+
+    acc = verified.sections.get("accuracy")
+    if acc is not None:
+        _invariant(acc["runtime"]["name"] == backend_for(ctx.profile).plan.device,
+                   f"accuracy measured on {acc['runtime']['name']}, the device runner of {ctx.profile.name}")
+
+
+def _invariant(holds: bool, what: str) -> None:
+    """Between stages, the driver checks what the next stage relies on (a failure is edgepipe's bug, exit 3)."""
+    if not holds:
+        raise InternalError(f"internal check failed between build stages: expected {what}")
 
 
 def new_context(project: ProjectConfig, target: ResolvedTarget, out_dir: Path, progress: Progress,

@@ -8,30 +8,28 @@ runs before the verify stage because the device runner needs what it found
 
 from __future__ import annotations
 
-from edgepipe.backends import backend_for
+from edgepipe.backends import Judgement, backend_for
 from edgepipe.pipeline.context import BuildContext
+from edgepipe.pipeline.outcome import StageOutcome
 
 
-def run(ctx: BuildContext) -> None:
+def run(ctx: BuildContext) -> tuple[StageOutcome, Judgement]:
+    """The backend's judgement as a stage outcome (plus host latency where it means something)."""
     backend = backend_for(ctx.profile)
     with ctx.progress.task(f"checking on {backend.name}", 0):
         judgement = backend.judge(ctx.tflite, ctx.io_contract)
-    ctx.judgement = judgement
-    ctx.report.checks += list(judgement.checks)
-    ctx.report.sections.update(judgement.sections)
-    ctx.pending.update(judgement.files)
-    ctx.firmware = judgement.firmware
-    if ctx.firmware is None and wants_c_sources(ctx):
-        note = judgement.firmware_note
+    out = StageOutcome(sections=dict(judgement.sections), checks=list(judgement.checks), files=dict(judgement.files))
+    if judgement.firmware is None and wants_c_sources(ctx):
+        firmware, note = judgement.firmware, judgement.firmware_note
         if "c" in ctx.project.emit and not backend.firmware_sources:
-            ctx.firmware, note = backend.requested_firmware(ctx.tflite)
-        if note:
-            ctx.report.notes.append(note)
+            firmware, note = backend.requested_firmware(ctx.tflite)
+        judgement = Judgement(judgement.checks, judgement.sections, judgement.files, firmware, note)
+        out.notes += [note] if note else []
     sample = _sample(ctx)
-    if sample is not None:
-        host = backend.host_latency(ctx.tflite_bytes, sample)
-        if host is not None:
-            ctx.report.sections.setdefault("latency", {})["host"] = host
+    host = backend.host_latency(ctx.tflite_bytes, sample) if sample is not None else None
+    if host is not None:
+        out.sections["latency"] = {**out.sections.get("latency", {}), "host": host}
+    return out, judgement
 
 
 def wants_c_sources(ctx: BuildContext) -> bool:

@@ -30,15 +30,32 @@ class BuildContext:
     tflite_bytes: bytes = b""
     tflite: TfliteModel | None = None
     artifacts: dict[str, Path] = field(default_factory=dict)
-    pending: dict[str, bytes] = field(default_factory=dict)  # files for the emit stage to write
+    pending: dict[str, bytes] = field(default_factory=dict)  # files for the emit stage to write (all at once)
     io_contract: object = None       # backends.IOContract: the I/O types the profile asks for
     judgement: object = None         # backends.Judgement of the converted model (the check stage)
     firmware: object = None          # backends.Firmware: what firmware sources embed (None: no sources)
+    measured: object = None          # harness.device.DeviceRun of the converted model, if already measured
     cache: object = None             # pipeline.cache.StageCache: get_or_compute(stage, key_parts, compute)
 
     @property
     def profile(self) -> TargetProfile:
         return self.target.profile
+
+    def apply(self, outcome) -> None:
+        """Take a stage's :class:`~edgepipe.pipeline.outcome.StageOutcome` into the report and the build."""
+        from edgepipe.tflite.model import parse_tflite
+
+        self.report.sections.update(outcome.sections)
+        self.report.checks += outcome.checks
+        self.report.notes += outcome.notes
+        self.pending.update(outcome.files)
+        if outcome.tflite is not None:
+            self.tflite_bytes, self.tflite = outcome.tflite, parse_tflite(outcome.tflite, "converted model")
+        if outcome.settings is not None:
+            self.settings = outcome.settings
+        if outcome.keras_model is not None:
+            self.model = outcome.keras_model
+        self.measured = outcome.measured or self.measured
 
     @contextmanager
     def stage(self, name: str):

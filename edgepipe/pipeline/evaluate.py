@@ -29,25 +29,23 @@ def eval_threads(profile: TargetProfile) -> int:
     return max(1, min(profile.threads, os.cpu_count() or 1))
 
 
-def measure(ctx: BuildContext, data: EvalData, tflite_bytes: bytes, runner_name: str, label: str):
-    """(accuracy section, runner name) for ``tflite_bytes`` on ``data`` with the runner ``runner_name``.
+def measure(ctx: BuildContext, data: EvalData, tflite_bytes: bytes, label: str, cross_check: bool = False):
+    """:class:`~edgepipe.harness.device.DeviceRun` of ``tflite_bytes`` on ``data`` with the target's plan.
 
-    The runner runs in a worker process (:func:`edgepipe.harness.device.run_on_device`);
-    if it cannot run the model, :class:`~edgepipe.runtimes.isolated.RuntimeFailure`
-    is raised — accuracy is never measured on other kernels in its place.
+    The device runner (and, with ``cross_check``, the reference) runs in a worker
+    process at the arena the target's backend gives it; if it cannot run the
+    model, ``run.acc`` is None and ``run.failure`` says why — accuracy is never
+    measured on other kernels in its place.
     """
+    from edgepipe.backends import backend_for
     from edgepipe.harness.device import run_on_device
     from edgepipe.harness.harness import float_outputs
-    from edgepipe.runtimes.base import RuntimePlan
-    from edgepipe.runtimes.isolated import RuntimeFailure
     from edgepipe.tflite.model import parse_tflite
 
-    run = run_on_device(parse_tflite(tflite_bytes), data, RuntimePlan(runner_name, runner_name), ctx.profile,
-                        float_fn=float_outputs(ctx.model, data), progress=ctx.progress, label=label,
-                        cross_check=False)
-    if run.acc is None:
-        raise RuntimeFailure(runner_name, "could not measure the model", label, run.failure or "")
-    return run.acc, runner_name
+    backend, tfl = backend_for(ctx.profile), parse_tflite(tflite_bytes)
+    return run_on_device(tfl, data, backend.plan, ctx.profile, float_fn=float_outputs(ctx.model, data),
+                         arena=backend.runner_arena(tfl), progress=ctx.progress, label=label,
+                         cross_check=cross_check)
 
 
 def first_line(exc: Exception) -> str:

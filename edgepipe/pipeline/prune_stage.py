@@ -13,13 +13,14 @@ from __future__ import annotations
 from edgepipe.checks import Check
 from edgepipe.errors import ConfigError
 from edgepipe.pipeline.context import BuildContext
+from edgepipe.pipeline.outcome import StageOutcome
 
 
-def run(ctx: BuildContext) -> None:
+def run(ctx: BuildContext) -> StageOutcome:
+    """The pruned (and recovered) Keras model for the quantize stage, and the report's ``prune`` section."""
     settings = ctx.project.prune
     if settings is None:
-        ctx.report.sections["prune"] = {"enabled": False}
-        return
+        return StageOutcome(sections={"prune": {"enabled": False}})
     if settings.finetune is not None and ctx.inputs.train is None:
         raise ConfigError(f"{ctx.project.source} (prune.finetune)",
                           "fine-tuning was requested but there is no training data",
@@ -36,10 +37,9 @@ def run(ctx: BuildContext) -> None:
     acc["float_pruned_recalibrated"] = _accuracy(ctx, result.model) if recal else None
     recovery = _recover(ctx, result.model, original, settings, finetune)
     acc["float_pruned_finetuned"] = _accuracy(ctx, result.model) if recovery.done else None
-    ctx.model = result.model
-    ctx.report.sections["prune"] = {"enabled": True, **result.to_dict(),
-                                    "bn_recalibration": recal.to_dict() if recal else None,
-                                    "recovery": recovery.to_dict(), "accuracy": acc}
+    section = {"enabled": True, **result.to_dict(), "bn_recalibration": recal.to_dict() if recal else None,
+               "recovery": recovery.to_dict(), "accuracy": acc}
+    return StageOutcome(sections={"prune": section}, keras_model=result.model)
 
 
 def _recalibrate(ctx: BuildContext, model):
@@ -71,23 +71,21 @@ def _accuracy(ctx: BuildContext, model) -> float | None:
     return 100.0 * accuracy(model, ev.x, ev.y)  # percent, like the rest of the report
 
 
-def check_against_original(ctx: BuildContext) -> None:
-    """The shipped int8 model against the unpruned float model, held to max_drop."""
-    section = ctx.report.sections.get("prune", {})
-    quant = ctx.report.sections.get("accuracy", {}).get("quantized", {}).get("top1")
-    base = section.get("accuracy", {}).get("float_original") if section.get("enabled") else None
+def check_against_original(prune: dict, accuracy: dict | None, rule) -> Check | None:
+    """The shipped int8 model against the unpruned float model, held to max_drop.
+
+    ``prune`` and ``accuracy``: the prune and verify stages' report sections;
+    the int8 figure is recorded in ``prune["accuracy"]["int8_pruned"]``.
+    """
+    quant = ((accuracy or {}).get("quantized") or {}).get("top1")
+    base = prune.get("accuracy", {}).get("float_original") if prune.get("enabled") else None
     if base is None or quant is None:
-        return
+        return None
     from edgepipe.harness.metrics import accuracy_drop
 
-    rule = ctx.profile.accuracy
     drop = accuracy_drop(base, quant, rule.drop_mode)
-    section["accuracy"]["int8_pruned"] = quant
+    prune["accuracy"]["int8_pruned"] = quant
     unit = "points" if rule.drop_mode == "absolute" else "% of float"
-    source = next((c.source for c in ctx.report.checks if c.name == "accuracy"), None)
-    ctx.report.checks.append(Check(
-        "accuracy_vs_original", "pass" if drop <= rule.max_drop + 1e-9 else "fail", round(drop, 4),
-        rule.max_drop, unit,
-        f"top-1 {base:.2f}% original float -> {quant:.2f}% pruned int8: drop {drop:.2f} {unit}, max {rule.max_drop:g}",
-        source))
-
+    return Check("accuracy_vs_original", "pass" if drop <= rule.max_drop + 1e-9 else "fail", round(drop, 4),
+                 rule.max_drop, unit, f"top-1 {base:.2f}% original float -> {quant:.2f}% pruned int8: "
+                 f"drop {drop:.2f} {unit}, max {rule.max_drop:g}", f"measured:{accuracy['runtime']['name']}")

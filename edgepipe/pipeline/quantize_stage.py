@@ -1,8 +1,10 @@
-"""Quantize and convert the model with the target's settings, then parse the result.
+"""Quantize and convert the model with the target's settings.
 
-With eval data, the converted model is measured at once and, if it misses the
-accuracy budget, :mod:`edgepipe.pipeline.accuracy_aware` tries what the target
-permits before the check stage sees the model.
+With eval data, the converted model is measured at once on the device's
+kernels and, if it misses the accuracy budget,
+:mod:`edgepipe.pipeline.accuracy_aware` tries what the target permits; that
+first measurement is handed to the verify stage (``StageOutcome.measured``),
+so a model that meets its budget is evaluated once.
 """
 
 from __future__ import annotations
@@ -10,20 +12,22 @@ from __future__ import annotations
 from edgepipe.config.schema import Scheme
 from edgepipe.pipeline import accuracy_aware
 from edgepipe.pipeline.context import BuildContext
+from edgepipe.pipeline.outcome import StageOutcome
 from edgepipe.tflite.model import parse_tflite
 
 
-def run(ctx: BuildContext) -> None:
+def run(ctx: BuildContext) -> StageOutcome:
     from edgepipe.keras_io.convert import convert
 
     rep = ctx.inputs.representative.x if ctx.inputs.representative is not None else None
     full_int = ctx.settings.scheme in (Scheme.INT8, Scheme.INT16X8)
     total = len(rep) if rep is not None and full_int else 0
     with ctx.progress.task("calibrating", total) as update:
-        ctx.tflite_bytes = convert(ctx.model, rep, ctx.settings, on_sample=lambda i: update(i + 1))
-    ctx.tflite = parse_tflite(ctx.tflite_bytes, "converted model")
-    accuracy_aware.run(ctx)
-    ctx.report.sections["model"] = model_section(ctx.model, ctx.tflite)
+        tflite = convert(ctx.model, rep, ctx.settings, on_sample=lambda i: update(i + 1))
+    out = StageOutcome(sections={"quantization": ctx.settings.to_dict()}, tflite=tflite, settings=ctx.settings)
+    accuracy_aware.run(ctx, out)
+    out.sections["model"] = model_section(ctx.model, parse_tflite(out.tflite, "converted model"))
+    return out
 
 
 def model_section(model, tfl) -> dict:

@@ -17,53 +17,47 @@ import tempfile
 from pathlib import Path
 
 from edgepipe.pipeline.context import BuildContext
+from edgepipe.pipeline.outcome import StageOutcome
 
 ATTRIBUTION_SAMPLES = 128
 PLOT = "layer_errors.png"
 
 
-def run(ctx: BuildContext) -> None:
-    from edgepipe.backends import backend_for
-    from edgepipe.harness import crosscheck
-    from edgepipe.harness.device import run_on_device
-    from edgepipe.harness.harness import float_outputs
-    from edgepipe.pipeline.evaluate import accuracy_check, eval_data
+def run(ctx: BuildContext) -> StageOutcome:
+    from edgepipe.harness.device import without_data
+    from edgepipe.pipeline.evaluate import accuracy_check, eval_data, measure
 
     profile, data = ctx.profile, eval_data(ctx)
     if data is None:
-        reason = "no eval data: runtimes were not cross-checked"
-        ctx.report.checks += [accuracy_check(None, profile.accuracy), crosscheck.skipped(reason),
-                              crosscheck.skipped(reason, crosscheck.AGREEMENT)]
-        return
-    arena = ctx.judgement.runner_arena if ctx.judgement is not None else None
-    run = run_on_device(ctx.tflite, data, backend_for(profile).plan, profile, float_fn=float_outputs(ctx.model, data),
-                        arena=arena, progress=ctx.progress)
+        return StageOutcome(checks=without_data(accuracy_check(None, profile.accuracy)))
+    run = ctx.measured  # the quantize stage measured this very model already
+    if run is None or run.sha256 != ctx.tflite.sha256 or not run.cross:
+        run = measure(ctx, data, ctx.tflite_bytes, "evaluating", cross_check=True)
     if run.acc is None:
-        ctx.report.checks += [run.not_measured(), crosscheck.skipped(f"not cross-checked: {run.failure}"),
-                              crosscheck.skipped(f"not cross-checked: {run.failure}", crosscheck.AGREEMENT)]
-        return
+        return StageOutcome(checks=run.not_measured())
+    out = StageOutcome(sections={"accuracy": run.acc})
     check = accuracy_check(run.acc, profile.accuracy, run.source)
-    attribution = _attribution(ctx, data)
+    attribution = _attribution(ctx, data, out)
     if not check.passed and attribution is not None and attribution.layers:
         label, layers = attribution.blamed()
         worst = "; ".join(e.summary() for e in layers)
         check = dataclasses.replace(check, detail=f"{check.detail}; {label}: {worst}")
-    ctx.report.checks += [check, *run.cross]
-    ctx.report.sections["accuracy"] = run.acc
+    out.checks += [check, *run.cross]
+    return out
 
 
-def _attribution(ctx: BuildContext, data):
-    """Per-layer errors into the report and a plot into the output folder (None if attribution failed)."""
+def _attribution(ctx: BuildContext, data, out: StageOutcome):
+    """Per-layer errors into the report and a plot for the output folder (None if attribution failed)."""
     from edgepipe.harness.attribution import attribute, plot
 
     try:
         attr = attribute(ctx.model, ctx.tflite_bytes, data.take(ATTRIBUTION_SAMPLES))
     except Exception as exc:  # noqa: BLE001 - a diagnostic: it must not stop a build that verified
-        ctx.report.sections["layer_errors"] = {"note": f"per-layer attribution failed: {type(exc).__name__}: {exc}"}
+        out.sections["layer_errors"] = {"note": f"per-layer attribution failed: {type(exc).__name__}: {exc}"}
         return None
-    ctx.report.sections["layer_errors"] = attr.to_dict()
+    out.sections["layer_errors"] = attr.to_dict()
     if attr.layers:
         title = f"{ctx.model.name} for {ctx.profile.name}: per-layer quantization error ({attr.samples} samples)"
         with tempfile.TemporaryDirectory(prefix="edgepipe-plot-") as d:  # written with the other artifacts
-            ctx.pending[PLOT] = plot(attr, Path(d) / PLOT, title).read_bytes()
+            out.files[PLOT] = plot(attr, Path(d) / PLOT, title).read_bytes()
     return attr

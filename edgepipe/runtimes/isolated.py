@@ -84,13 +84,17 @@ class Worker:
         proc, self._proc = self._proc, None
         if proc is not None:
             try:
-                self._send_to(proc, ("quit", {}))
-                proc.wait(timeout=5)
+                if proc.poll() is None:
+                    self._send_to(proc, ("quit", {}))
+                    proc.wait(timeout=5)
             except (OSError, subprocess.TimeoutExpired):
                 proc.kill()
                 proc.wait()
             for stream in (proc.stdin, proc.stdout):
-                stream.close()
+                try:
+                    stream.close()
+                except OSError:  # unflushed bytes to a dead child
+                    pass
         if self._log is not None:
             self._log.close()
             self._log = None

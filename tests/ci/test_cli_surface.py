@@ -100,7 +100,8 @@ def test_inspect_names_the_checks_that_would_fail(tflite_path, tmp_path):
     res = CliRunner().invoke(cli, ["inspect", str(tflite_path), "-t", str(small)])
     assert res.exit_code == 1
     assert "CONV_2D" in res.output and "FAILED on target nrf52840-custom (2 checks): exit 1" in res.output
-    assert "✗ flash: model file" in res.output and "✗ ram: peak activation memory" in res.output
+    assert "✗ flash: model (.tflite)" in res.output
+    assert "✗ ram: TFLM arena (" in res.output, "the arena TFLM measured, as verify and build report it"
 
 
 def test_the_error_line_for_an_unknown_target():
