@@ -174,8 +174,9 @@ class InspectResult:
         return {
             "path": m.path, "bytes": m.size, "sha256": m.sha256, "weight_bytes": m.weight_bytes,
             "subgraphs": m.subgraph_count, "ops": m.op_counts,
-            "operators": [{"index": o.index, "op": o.op, "inputs": list(o.inputs), "outputs": list(o.outputs)}
-                          for o in m.operators],
+            "operators": [{"index": o.index, "subgraph": o.subgraph, "op": o.op, "inputs": list(o.inputs),
+                           "outputs": list(o.outputs)} for o in m.all_operators],
+            "variables": [v.to_dict() for v in m.variables],
             "tensors": [t.to_dict() for t in m.tensors],
             "inputs": [t.to_dict() for t in m.input_tensors],
             "outputs": [t.to_dict() for t in m.output_tensors],

@@ -117,8 +117,10 @@ def inspect_summary(con: Console, res, quiet: bool = False) -> None:
     if not quiet:
         m = res.model
         con.print(f"[bold]{m.path}[/]: {fmt_value(m.size, 'bytes')} ({fmt_value(m.weight_bytes, 'bytes')} weights), "
-                  f"{len(m.operators)} ops, {len(m.tensors)} tensors, peak activations "
-                  f"{fmt_value(res.memory.peak_bytes, 'bytes')}")
+                  f"{len(m.all_operators)} ops, {len(m.tensors)} tensors, peak memory "
+                  f"{fmt_value(res.memory.peak_bytes, 'bytes')}"
+                  + (f" (state {fmt_value(res.memory.persistent_bytes, 'bytes')})" if res.memory.persistent_bytes
+                     else ""))
         con.print("ops: " + ", ".join(f"{k}×{v}" for k, v in m.op_counts.items()))
         table = Table("io", "name", "shape", "dtype", "scale", "zero point")
         for role, ts in (("input", m.input_tensors), ("output", m.output_tensors)):

@@ -28,11 +28,12 @@ class LiteRTBackend(Backend):
     def judge(self, model: TfliteModel, contract: IOContract) -> Judgement:
         from edgepipe.estimate.latency import cost_model_latency, latency_check
 
-        peak = plan_memory(model).peak_bytes
+        plan = plan_memory(model)
         estimate = cost_model_latency(model, self.profile.cost_model, self.profile.name, self.name)
         checks = [*self.rule_checks(model, contract), self.flash_check(model.size, "model file"),
-                  budget_check("ram", peak, self.profile.memory.ram, "bytes", "estimate:lifetime-planner",
-                               "peak activation memory"),
+                  budget_check("ram", plan.peak_bytes, self.profile.memory.ram, "bytes", "estimate:lifetime-planner",
+                               "peak activation memory" + (f" + {plan.persistent_bytes} B of state" if
+                                                            plan.persistent_bytes else "")),
                   latency_check(estimate, self.profile)]
         sections = {"memory": self.memory_section(model), "latency": self.latency_section(estimate)}
         return Judgement(tuple(checks), sections, firmware_note="LiteRT targets load the .tflite file itself")

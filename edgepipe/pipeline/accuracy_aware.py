@@ -258,7 +258,12 @@ def convert_with_float_nodes(model, rep: np.ndarray, settings, nodes: list[str],
 
 
 def _layers_at_fault(ctx: BuildContext, data, tflite_bytes: bytes) -> tuple[list[str], dict[str, list[str]]]:
-    """The worst layers by local error, and for each the TFLite op outputs to keep in float."""
+    """The worst layers by local error, and for each the TFLite op outputs to keep in float.
+
+    A layer's tensors are the ones attribution measured it on (mapped by name *and* value,
+    so a layer that owns a tensor only by value, e.g. a ReLU the converter fused away, is
+    found too), plus the tensors named after it.
+    """
     from edgepipe.tflite.model import parse_tflite
     from edgepipe.harness.attribution import attribute, tensor_owners
 
@@ -266,9 +271,11 @@ def _layers_at_fault(ctx: BuildContext, data, tflite_bytes: bytes) -> tuple[list
     worst = [e for e in attr.blamed()[1] if e.kind != "InputLayer"]
     tfl = parse_tflite(tflite_bytes)
     owners = tensor_owners(tfl, [layer.name for layer in ctx.model.layers])
+    by_name = {t.name: t.index for t in tfl.tensors}
     nodes = {}
     for e in worst:
-        owned = {i for i, name in owners.items() if name == e.layer}
+        measured = {by_name[e.tensor]} if e.tensor in by_name else set()
+        owned = {i for i, name in owners.items() if name == e.layer} | measured
         readers = [op for op in tfl.operators if owned & set(op.inputs)]
         outs = owned | {o for op in readers for o in op.outputs if o >= 0}
         nodes[e.layer] = [tfl.tensors[i].name for i in sorted(outs) if tfl.tensors[i].name not in

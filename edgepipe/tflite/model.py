@@ -127,12 +127,9 @@ class Operator:
         return f"{self.op} #{self.index}{_in_subgraph(self.subgraph)}"
 
 
-@dataclass(frozen=True)
-class Subgraph:
-    """One subgraph: subgraph 0 is what the interpreter invokes, others are called from it."""
+class _Graph:
+    """What a subgraph and the model's main view share: I/O tensors and producers by index."""
 
-    index: int
-    name: str
     tensors: tuple[Tensor, ...]
     operators: tuple[Operator, ...]
     inputs: tuple[int, ...]
@@ -149,6 +146,18 @@ class Subgraph:
     def producers(self) -> dict[int, Operator]:
         """Tensor index -> the operator that writes it."""
         return {t: op for op in self.operators for t in op.outputs if t >= 0}
+
+
+@dataclass(frozen=True)
+class Subgraph(_Graph):
+    """One subgraph: subgraph 0 is what the interpreter invokes, others are called from it."""
+
+    index: int
+    name: str
+    tensors: tuple[Tensor, ...]
+    operators: tuple[Operator, ...]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -173,7 +182,7 @@ class Variable:
 
 
 @dataclass(frozen=True)
-class TfliteModel:
+class TfliteModel(_Graph):
     """A .tflite model: the main subgraph's view (``tensors`` ...), every subgraph, file facts."""
 
     path: str
@@ -215,21 +224,9 @@ class TfliteModel:
             for sg in self.subgraphs for t in sg.tensors if t.is_variable)
 
     @property
-    def input_tensors(self) -> list[Tensor]:
-        return [self.tensors[i] for i in self.inputs]
-
-    @property
-    def output_tensors(self) -> list[Tensor]:
-        return [self.tensors[i] for i in self.outputs]
-
-    @property
     def weight_bytes(self) -> int:
         """Constant bytes of every subgraph (an init subgraph's constants are flash too)."""
         return sum(t.buffer_bytes for sg in self.subgraphs for t in sg.tensors if t.is_constant)
-
-    def producers(self) -> dict[int, Operator]:
-        """Tensor index -> the operator that writes it, in the main subgraph."""
-        return self.subgraphs[0].producers()
 
 
 def _resource_variables(subgraphs: tuple[Subgraph, ...]) -> tuple[Variable, ...]:
