@@ -47,9 +47,11 @@ except Exception as e:
 
 
 def timed(cmd: list[str], pythonpath: Path) -> tuple[float, str]:
+    """Seconds and stdout of ``cmd`` with ``pythonpath`` first; run from / so the current folder
+    (a checkout, maybe) cannot shadow the version under test."""
     env = {**os.environ, "PYTHONPATH": str(pythonpath), "TF_CPP_MIN_LOG_LEVEL": "3"}
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd="/")
     if proc.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{proc.stderr[-1500:]}")
     return time.perf_counter() - t0, proc.stdout
@@ -58,7 +60,8 @@ def timed(cmd: list[str], pythonpath: Path) -> tuple[float, str]:
 def versions(before: str, tmp: Path) -> dict[str, Path]:
     old = tmp / "before"
     old.mkdir()
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", before, "edgepipe"], capture_output=True, check=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", before, "edgepipe", "targets", "examples"],
+                             capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
     return {"before": old, "after": REPO}
 

@@ -18,11 +18,15 @@ from contextlib import contextmanager
 import click
 
 from edgepipe import __version__
-from edgepipe.errors import EXIT_USAGE, EdgepipeError
+from edgepipe.errors import EXIT_INTERNAL, EdgepipeError, InternalError
 
 
 class _Group(click.Group):
-    """Catches edgepipe's error root once: one line on stderr, exit 2."""
+    """Catches edgepipe's error root once: one line on stderr, exit 2 (3 for an internal error).
+
+    Anything else that escapes is edgepipe's own bug: one line and exit 3 too, never a
+    traceback unless ``--debug`` asks for it (exit 1 would read as "a check failed").
+    """
 
     def invoke(self, ctx: click.Context):
         try:
@@ -30,16 +34,32 @@ class _Group(click.Group):
         except EdgepipeError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence for the exit-code contract
+            if _debug(ctx):
+                raise
+            click.echo(f"error: {_internal(exc)}", err=True)
+            ctx.exit(EXIT_INTERNAL)
+
+
+def _debug(ctx: click.Context) -> bool:
+    return bool(ctx.find_root().params.get("debug"))
+
+
+def _internal(exc: Exception) -> str:
+    return f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)"
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgepipe")
-def cli() -> None:
+@click.option("--debug", is_flag=True, help="Show the traceback of an internal error instead of one line.")
+def cli(debug) -> None:
     """Compile a trained Keras model into a verified artifact for a device.
 
     \b
     Exit codes: 0 all checks passed, 1 a budget or accuracy check failed,
-    2 bad usage or input.
+    2 bad usage or input, 3 an internal error.
     """
 
 
@@ -156,7 +176,14 @@ _data_options = _options(
 def _reporting(as_json: bool, junit: str | None, suite: str):
     """On a usage error, --json still prints one document and --junit-xml records the error."""
     try:
-        yield
+        try:
+            yield
+        except EdgepipeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an internal error still gets its one JSON document
+            if _debug(click.get_current_context()):
+                raise
+            raise InternalError(_internal(exc)) from exc
     except EdgepipeError as exc:
         if junit:
             from edgepipe.emit.junit import Suite, write_junit

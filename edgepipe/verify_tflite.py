@@ -125,7 +125,7 @@ def run_verify(path: str | Path, target: ResolvedTarget, project: ProjectConfig,
     with tempfile.TemporaryDirectory(prefix="edgepipe-verify-") as tmp:
         ctx = model_context(tfl, target, project, Path(tmp), progress, report)
         with ctx.stage("load"):
-            shape, n_out = _io(tfl)
+            shape, n_out = _io(tfl, project.source_spec("eval") is not None)
             n_classes = n_out if project.task == "classification" else None
             ev = load_split(project, "eval", shape, need_labels=True, task=project.task, n_classes=n_classes)
             ctx.inputs = BuildInputs(None, str(path), tfl.sha256, shape, n_out, None, ev)
@@ -183,10 +183,13 @@ def _target_section(target: ResolvedTarget) -> dict:
     return {"name": p.name, "chain": list(target.chain), "profile": p.to_dict()}
 
 
-def _io(tfl: TfliteModel) -> tuple[tuple, int | None]:
-    if len(tfl.inputs) != 1 or len(tfl.outputs) != 1:
-        raise InputError(tfl.path, "a model with one input and one output",
-                         f"{len(tfl.inputs)} inputs and {len(tfl.outputs)} outputs")
+def _io(tfl: TfliteModel, with_data: bool) -> tuple[tuple, int | None]:
+    """(input shape, classes) of a one-input, one-output model; any model when no data will be fed
+    (its static checks, memory and latency need none)."""
+    if with_data and (len(tfl.inputs) != 1 or len(tfl.outputs) != 1):
+        raise InputError(tfl.path, "a model with one input and one output to measure on eval data",
+                         f"{len(tfl.inputs)} inputs and {len(tfl.outputs)} outputs",
+                         "verify without --data for its static checks, memory and latency")
     out = tfl.output_tensors[0].shape
     return tuple(tfl.input_tensors[0].shape), (int(out[-1]) if out and out[-1] > 0 else None)
 

@@ -127,3 +127,40 @@ def test_data_from_a_callable_and_an_image_folder(tmp_path, tiny_model_path, dig
     # folder names are the digit labels only where every class is present; accuracy is still real
     assert result.report.inputs["representative"]["source"] == "mydata:calib"
     assert acc["quantized"]["top1"] >= 0
+
+
+def test_regression_targets_given_as_classification_labels_exit_2_with_the_fix(tiny_build, tmp_path, digits):
+    """Float rows that are not one-hot are not class labels (seen on MLPerf Tiny's autoencoder data)."""
+    from click.testing import CliRunner
+
+    from edgepipe.cli import cli
+
+    _, _, x_ev, _ = digits
+    np.savez(tmp_path / "reg.npz", x=x_ev[:20], y=np.random.default_rng(0).random((20, 10), np.float32))
+    res = CliRunner().invoke(cli, ["verify", str(tiny_build.artifacts["model.tflite"]), "-t", "rpi4",
+                                   "-d", str(tmp_path / "reg.npz")])
+    assert res.exit_code == 2
+    assert "pass --task regression" in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_an_internal_error_is_one_line_and_exit_3(tiny_build, monkeypatch):
+    """Edgepipe's own bug must never read as exit 1 ("a check failed") or print a traceback."""
+    import json
+
+    from click.testing import CliRunner
+
+    import edgepipe.api
+    from edgepipe.cli import cli
+
+    def broken(*args, **kwargs):
+        raise KeyError("tensor_7")
+
+    monkeypatch.setattr(edgepipe.api, "inspect", broken)
+    path = str(tiny_build.artifacts["model.tflite"])
+    res = CliRunner().invoke(cli, ["inspect", path, "-t", "rpi4"])
+    assert res.exit_code == 3 and res.output.strip().splitlines() == [
+        "error: internal error: KeyError: 'tensor_7' (rerun with --debug for the traceback)"]
+    as_json = CliRunner().invoke(cli, ["inspect", path, "-t", "rpi4", "--json"])
+    assert as_json.exit_code == 3 and json.loads(as_json.stdout)["exit_code"] == 3
+    debug = CliRunner().invoke(cli, ["--debug", "inspect", path, "-t", "rpi4"])
+    assert isinstance(debug.exception, KeyError)

@@ -107,7 +107,7 @@ class Backend:
         """I/O types as the contract says, int8-only where the target demands it, static shapes."""
         checks = [rules.io_dtype_check(model, contract.input_dtype, contract.output_dtype)]
         if self.profile.accelerator.int8_only:
-            checks.append(rules.int8_only_check(model, contract.input_dtype, contract.output_dtype))
+            checks.append(rules.int8_only_check(model))
         if self.static_shapes:
             checks.append(rules.static_shape_check(model))
         return checks

@@ -49,9 +49,33 @@ class EthosUBackend(Backend):
             files = {VELA_MODEL: vela.output_path.read_bytes()}
             if vela.per_layer_csv is not None:
                 files[VELA_LAYERS] = vela.per_layer_csv.read_bytes()
-        checks = [*checks, *vela_checks(vela, self.profile), latency_check(estimate, self.profile)]
+        judged = [self._ram_with_cpu_ops(model, vela) if c.name == "ram" and vela.cpu_fallbacks else c
+                  for c in vela_checks(vela, self.profile)]
+        checks = [*checks, *judged, latency_check(estimate, self.profile)]
         sections["vela"] = {k: v for k, v in vela.to_dict().items()
                             if k not in ("output_path", "summary_csv", "per_layer_csv", "log_path")}
         sections["latency"] = self.latency_section(estimate)
         firmware = Firmware(files[VELA_MODEL], vela.sram_bytes, "estimate:vela:sram_memory_used")
         return Judgement(tuple(checks), sections, files, firmware)
+
+    def _ram_with_cpu_ops(self, model: TfliteModel, vela) -> Check:
+        """Vela's SRAM leaves out what the Cortex-M's TFLM arena needs for ops the NPU cannot run.
+
+        With CPU fallbacks the RAM figure is the larger of Vela's SRAM and the TFLM arena of the
+        whole model on the CPU (exact when every op falls back, an upper bound otherwise) —
+        never Vela's figure alone, which is 0 B for a model that runs entirely on the CPU.
+        """
+        from edgepipe.checks import budget_check
+        from edgepipe.runtimes.tflm import TflmError, arena_with_margin, measure_arena
+
+        n = len(vela.cpu_fallbacks)
+        try:
+            arena = arena_with_margin(measure_arena(model.data).bytes, self.profile)
+        except TflmError as exc:
+            return Check("ram", "fail", None, self.profile.memory.ram, "bytes",
+                         f"not measured: {n} op(s) run on the CPU and TFLite Micro cannot run the model: {exc}",
+                         "measured:host")
+        return budget_check("ram", max(vela.sram_bytes, arena), self.profile.memory.ram, "bytes",
+                            "measured:host:tflm+estimate:vela",
+                            f"{n} op(s) run on the CPU: the larger of Vela SRAM ({vela.sram_bytes} B) and the TFLM "
+                            f"arena of the whole model with margin ({arena} B, an upper bound),")

@@ -54,6 +54,10 @@ def check_calibration(x: np.ndarray, minimum: int, where: str) -> None:
                          f"{len(x)}", "give more samples or lower quantization.min_calibration_samples")
 
 
+def _one_hot(y: np.ndarray) -> bool:
+    return bool(np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all())
+
+
 def check_labels(ds: Dataset, n_samples: int, task: str, n_classes: int | None) -> np.ndarray:
     """Labels as class ids (classification) or float targets (regression)."""
     y = np.asarray(ds.y)
@@ -64,7 +68,11 @@ def check_labels(ds: Dataset, n_samples: int, task: str, n_classes: int | None) 
         _check_finite(y.reshape(len(y), -1), f"eval labels {ds.where}")
         return y
     if y.ndim == 2 and n_classes is not None and y.shape[1] == n_classes:
-        y = y.argmax(axis=1)  # one-hot
+        if not _one_hot(y):
+            raise InputError(f"eval labels {ds.where}", "class ids of shape (N,) or one-hot (N, classes) rows "
+                             "(0s and one 1)", f"shape {y.shape} with other values",
+                             "are these regression targets? pass --task regression (task: regression)")
+        y = y.argmax(axis=1)
     if y.ndim != 1:
         raise InputError(f"eval labels {ds.where}", "class ids of shape (N,) or one-hot (N, classes)",
                          f"shape {y.shape}")

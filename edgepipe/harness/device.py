@@ -79,7 +79,7 @@ def run_on_device(tfl: TfliteModel, data: EvalData, plan: RuntimePlan, profile: 
             r.close()
     run.acc["runtime"] = {"name": device.name, **plan.to_dict(), "threads": eval_threads(profile),
                           "batched": device.batched, "batching": device.batch_note, "isolated": True,
-                          **({"arena_bytes": arena} if device.name == TFLM else {})}
+                          **({"arena_bytes": device.arena_bytes} if device.name == TFLM else {})}
     if cross_check:
         run.cross = _cross_checks(tfl, data, plan, profile, run.acc, reference, why, arena)
     return run

@@ -191,8 +191,7 @@ def _try(ctx: BuildContext, data, attempt: Attempt, contract) -> Attempt:
         attempt.error = str(exc)
         return attempt
     if ctx.profile.accelerator.int8_only:
-        guard = rules.int8_only_check(parse_tflite(attempt.tflite_bytes), c.settings.input_dtype.value,
-                                      c.settings.output_dtype.value)
+        guard = rules.int8_only_check(parse_tflite(attempt.tflite_bytes))
         if not guard.passed:
             attempt.error = f"refused: breaks the int8-only target ({guard.detail})"
             return attempt

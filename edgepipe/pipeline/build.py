@@ -60,7 +60,6 @@ def run_build(project: ProjectConfig, target: ResolvedTarget, out_dir: Path, pro
         with ctx.stage("check"):
             checked, ctx.judgement = check_stage.run(ctx)
             ctx.apply(checked)
-            ctx.firmware = ctx.judgement.firmware
         with ctx.stage("verify"):
             verified = memo.run("verify", verify_stage.run)
             _verified_on_the_device(ctx, verified)

@@ -33,7 +33,6 @@ class BuildContext:
     pending: dict[str, bytes] = field(default_factory=dict)  # files for the emit stage to write (all at once)
     io_contract: object = None       # backends.IOContract: the I/O types the profile asks for
     judgement: object = None         # backends.Judgement of the converted model (the check stage)
-    firmware: object = None          # backends.Firmware: what firmware sources embed (None: no sources)
     measured: object = None          # harness.device.DeviceRun of the converted model, if already measured
     cache: object = None             # pipeline.cache.StageCache: get_or_compute(stage, key_parts, compute)
 

@@ -19,7 +19,7 @@ def run(ctx: BuildContext) -> None:
     add(ctx, "model.tflite", write_atomic(ctx.out_dir / "model.tflite", ctx.tflite_bytes))
     for name, data in ctx.pending.items():
         add(ctx, name, write_atomic(ctx.out_dir / name, data))
-    if ctx.firmware is not None:
+    if ctx.judgement is not None and ctx.judgement.firmware is not None:
         _c_sources(ctx)
     _manifest(ctx)
     report_path = ctx.out_dir / "report.json"
@@ -38,7 +38,7 @@ def _c_sources(ctx: BuildContext) -> None:
     from edgepipe.emit.c_sources import emit_c_sources
     from edgepipe.tflite.model import parse_tflite
 
-    fw = ctx.firmware
+    fw = ctx.judgement.firmware
     ops = sorted(parse_tflite(fw.model, "firmware model").op_counts)
     for path in emit_c_sources(fw.model, ctx.out_dir, ops, fw.arena_bytes):
         add(ctx, path.name, path)

@@ -89,6 +89,15 @@ class Tensor:
         return any(d < 0 for d in (*self.shape_signature, *self.shape))
 
     @property
+    def dynamic_beyond_batch(self) -> bool:
+        """Unknown in the shape itself, or in the signature on an axis other than the batch.
+
+        A -1 batch in the signature with a concrete shape is what Keras models converted
+        with ``batch_size=None`` carry: TFLite Micro and Vela use the shape and run batch 1.
+        """
+        return any(d < 0 for d in self.shape) or any(d < 0 for d in self.shape_signature[1:])
+
+    @property
     def label(self) -> str:
         """How messages name it: its name, plus the subgraph when it is not the main one."""
         return self.name + _in_subgraph(self.subgraph)

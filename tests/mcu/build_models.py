@@ -53,6 +53,14 @@ def conv1d_wide() -> keras.Model:
     return keras.Model(i, keras.layers.Dense(4)(x))
 
 
+def two_heads() -> keras.Model:
+    """A detector-like model with two outputs (class scores and a box)."""
+    i = keras.Input((16, 16, 3), batch_size=1)
+    x = keras.layers.Conv2D(8, 3, activation="relu")(i)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(i, [keras.layers.Dense(3, activation="softmax")(x), keras.layers.Dense(4)(x)])
+
+
 def fc_autoencoder() -> keras.Model:
     """The shape of MLPerf Tiny's anomaly-detection reference: 640 -> 128x4 -> 8 -> 128x4 -> 640."""
     i = keras.Input((640,), batch_size=1)
@@ -111,6 +119,9 @@ def _full_int8(c, shape: tuple):
 def convert(model: keras.Model, mode: str) -> bytes:
     shape = tuple(model.inputs[0].shape[1:])
     c = tf.lite.TFLiteConverter.from_keras_model(model)
+    if mode == "uint8_out":  # int8 inside, a uint8 output (as microWakeWord's models ship)
+        _full_int8(c, shape).inference_output_type = tf.uint8
+        return c.convert()
     if mode in ("int8", "sparse"):
         _full_int8(c, shape)
         if mode == "sparse":
@@ -147,6 +158,8 @@ def main(out: Path) -> None:
         "stream_int8": convert_streaming(streaming()),
         "conv1d_wide_int8": convert(conv1d_wide(), "int8"),
         "autoencoder_int8": convert(fc_autoencoder(), "int8"),
+        "two_heads_int8": convert(two_heads(), "int8"),
+        "cnn_uint8_out": convert(small, "uint8_out"),
     }
     out.mkdir(parents=True, exist_ok=True)
     for name, data in models.items():

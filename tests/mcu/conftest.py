@@ -18,7 +18,7 @@ from edgepipe.tflite.model import read_tflite
 
 HERE = Path(__file__).resolve().parent
 MODELS = ("cnn_int8", "cnn_float", "cnn_wide_int8", "gelu_int8", "mlp_hybrid", "mlp_float16", "mlp_sparse",
-          "stream_int8", "conv1d_wide_int8", "autoencoder_int8")
+          "stream_int8", "conv1d_wide_int8", "autoencoder_int8", "two_heads_int8", "cnn_uint8_out")
 
 
 @pytest.fixture(scope="session")
