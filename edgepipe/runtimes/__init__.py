@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import importlib.util
 
-from edgepipe.config.schema import Runtime
 from edgepipe.errors import MissingDependencyError
 
 #: runtime -> (module to find, distribution to install); both come with ``edgepipe[mcu]``.
-RUNTIME_PACKAGES = {Runtime.TFLM: ("tflite_micro", "tflite-micro"), Runtime.ETHOS_U: ("ethosu", "ethos-u-vela")}
+#: (Keyed by the runtime's value: the worker process imports this package without the config schema.)
+RUNTIME_PACKAGES = {"tflm": ("tflite_micro", "tflite-micro"), "ethos-u": ("ethosu", "ethos-u-vela")}
 
 
 def require_runtime(profile, action: str) -> None:
     """Say before any work starts that a microcontroller or NPU target needs the ``mcu`` extra."""
-    module, dist = RUNTIME_PACKAGES.get(profile.runtime, (None, None))
+    module, dist = RUNTIME_PACKAGES.get(profile.runtime.value, (None, None))
     if module and importlib.util.find_spec(module) is None:
         raise MissingDependencyError(dist, "mcu", f"{action} for a {profile.runtime.value} target ({profile.name})")

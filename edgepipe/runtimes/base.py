@@ -19,11 +19,12 @@ against (see ``docs/verification.md``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
 
-from edgepipe.config.schema import Runtime, TargetProfile
+if TYPE_CHECKING:  # the worker process imports this module: it stays free of the config schema
+    from edgepipe.config.schema import TargetProfile
 from edgepipe.runtimes.quant import dequantize, quantize, rounding_for
 
 XNNPACK, REFERENCE, TFLM = "litert-xnnpack", "litert-reference", "tflm"

@@ -35,17 +35,19 @@ from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 
 from edgepipe.checks import Check, budget_check
-from edgepipe.config.schema import TargetProfile
 from edgepipe.errors import EdgepipeError
 from edgepipe.fdcapture import captured
 from edgepipe.runtimes.quant import dequantize, quantize
 from edgepipe.runtimes.tflm_ops import CUSTOM_ADD_METHODS, STATIC_BUILTINS, WEIGHTED_OPS
 from edgepipe.tflite.model import TfliteModel, parse_tflite
+
+if TYPE_CHECKING:  # probes run ``python -m edgepipe.runtimes.tflm``: kept free of the config schema
+    from edgepipe.config.schema import TargetProfile
 
 MIN_PROBE_ARENA = 4 * 1024 * 1024
 ALIGN = 16
