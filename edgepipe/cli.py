@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import click
 
 from edgepipe import __version__
-from edgepipe.errors import EXIT_INTERNAL, EdgepipeError, InternalError
+from edgepipe.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EdgepipeError, InternalError
 
 
 class _Group(click.Group):
@@ -385,9 +385,26 @@ def cache_clear(store, as_json) -> None:
     _echo_doc(doc, as_json, f"removed {doc['removed']} entries from {doc['dir']}")
 
 
-def main() -> None:
-    """Console-script entry point."""
-    cli(prog_name="edgepipe")
+def main(args: list[str] | None = None) -> None:
+    """Console-script entry point: every outcome is one of the contract's exit codes.
+
+    0 passed, 1 a check failed, 2 bad usage or input, 3 internal error, 130 interrupted
+    (Ctrl-C). With ``--json``, a usage error click itself finds (a missing argument, an
+    unknown option) is one JSON document too.
+    """
+    argv = sys.argv[1:] if args is None else list(args)
+    try:
+        code = cli.main(argv, prog_name="edgepipe", standalone_mode=False)
+    except click.ClickException as exc:
+        if "--json" in argv:
+            _echo_json({"status": "error", "exit_code": exc.exit_code, "error": exc.format_message()})
+        else:
+            exc.show()
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo("error: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(code or 0)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import resource
 import select
 import signal
 import struct
@@ -39,6 +40,7 @@ from edgepipe.runtimes.quant import dequantize
 
 DEFAULT_TIMEOUT = 600.0   # seconds one call may take (evaluating many samples included)
 START_TIMEOUT = 60.0      # seconds to import the runtime and load the model
+MEMORY_ENV = "EDGEPIPE_WORKER_MEMORY"  # e.g. "4GiB": the address space one worker may use
 _HEADER = struct.Struct("<Q")
 
 
@@ -61,8 +63,9 @@ class RuntimeFailure(Exception):
 class Worker:
     """One child process that hosts interpreters; commands are answered one at a time."""
 
-    def __init__(self, runtime: str, timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, runtime: str, timeout: float = DEFAULT_TIMEOUT, memory_limit: int | None = None):
         self.runtime, self.timeout = runtime, timeout
+        self.memory_limit = memory_limit or default_memory_limit()
         self._proc: subprocess.Popen | None = None
         self._log = None
 
@@ -114,8 +117,10 @@ class Worker:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
                    TF_CPP_MIN_LOG_LEVEL="3")
         self._log = tempfile.TemporaryFile(mode="w+b")
+        limit = self.memory_limit
         self._proc = subprocess.Popen([sys.executable, "-m", "edgepipe.runtimes.worker"], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, stderr=self._log, env=env)
+                                      stdout=subprocess.PIPE, stderr=self._log, env=env,
+                                      preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
 
     def _send(self, message) -> None:
         self._send_to(self._proc, message)
@@ -165,6 +170,21 @@ class Worker:
         return self._log.read()[-4000:].decode("utf-8", "replace")
 
 
+def default_memory_limit() -> int:
+    """The address space a worker may use: ``EDGEPIPE_WORKER_MEMORY``, else half the host's memory.
+
+    A model whose evaluation would need more (an input widened to 8×100,000 was seen to
+    take 1.5 GB and 200 s) fails its allocation in the worker — a failed check — instead
+    of pushing the build host into swap or the OOM killer.
+    """
+    from edgepipe.units import parse_size
+
+    given = os.environ.get(MEMORY_ENV)
+    if given:
+        return int(parse_size(given))
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+
+
 def _doing(command: str) -> str:
     return {"open": "loading the model", "raw": "running the model", "latency": "timing the model",
             "intermediates": "reading intermediate tensors"}.get(command, command)
@@ -186,9 +206,9 @@ class IsolatedRunner:
     """
 
     def __init__(self, name: str, model_bytes: bytes, threads: int = 1, arena: int | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, rounding: str | None = None):
+                 timeout: float = DEFAULT_TIMEOUT, rounding: str | None = None, memory_limit: int | None = None):
         self.name, self.model_bytes = name, bytes(model_bytes)
-        self._worker = Worker(name, timeout)
+        self._worker = Worker(name, timeout, memory_limit)
         info = self._worker.call("open", START_TIMEOUT + len(model_bytes) / 1e7, name=name,
                                  model=self.model_bytes, threads=threads, arena=arena, rounding=rounding)
         self.batched, self.batch_note = info["batched"], info["batch_note"]

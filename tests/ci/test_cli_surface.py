@@ -1,6 +1,7 @@
 """The command line as machines use it: help, --json, --quiet, NO_COLOR, stderr."""
 
 import json
+from pathlib import Path
 
 import click
 import pytest
@@ -109,3 +110,49 @@ def test_the_error_line_for_an_unknown_target():
     assert res.exit_code == 2
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: unknown target 'rpi5'; did you mean rpi4? Known: ")
+
+
+def test_a_usage_error_click_finds_is_one_json_document_under_json():
+    from ci.helpers import one_json_document, run_edgepipe
+
+    res = run_edgepipe("verify", "--json")
+    assert res.returncode == 2
+    assert one_json_document(res.stdout) == {"status": "error", "exit_code": 2, "error": "Missing argument 'MODEL'."}
+
+
+def test_ctrl_c_exits_130_with_one_line_and_no_child_left(tmp_path):
+    """Interrupted is not "a check failed" (1): the shell's 128 + SIGINT; no worker outlives the build."""
+    import os
+    import signal
+    import subprocess
+    import time
+    import uuid
+
+    from ci.helpers import EDGEPIPE
+
+    mark = f"EDGEPIPE_TEST_MARK={uuid.uuid4().hex}"
+    env = dict(os.environ, EDGEPIPE_TEST_MARK=mark.split("=")[1])
+    proc = subprocess.Popen([str(EDGEPIPE), "build", "--example", "digits", "-t", "esp32-s3", "--no-cache",
+                             "-o", str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    time.sleep(4)  # past start-up, inside a stage
+    assert proc.poll() is None and _marked(mark), "the build is running (with its children)"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == "error: interrupted" and "Traceback" not in err
+    time.sleep(1)
+    assert _marked(mark) == [], "every child process ended with the build"
+
+
+def _marked(mark: str) -> list[int]:
+    """Processes whose environment carries ``mark`` (the build and everything it started)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if mark.encode() in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found

@@ -44,3 +44,10 @@ def test_isolated_outputs_equal_the_in_process_runner(model_bytes, name):
         isolated.close()
     want = in_process_runner(name, data).raw(x)
     assert len(got) == len(want) == 1 and np.array_equal(got[0], want[0]) and got[0].dtype == np.int8
+
+
+def test_a_worker_over_its_memory_limit_fails_instead_of_taking_the_host(model_bytes):
+    runner = IsolatedRunner(XNNPACK, model_bytes("cnn_int8"), memory_limit=400 << 20)
+    assert runner.raw(np.zeros((8, 32, 32, 3), np.float32))[0].shape == (8, 10)
+    with pytest.raises(RuntimeFailure, match="MemoryError|crashed"):
+        runner.raw(np.zeros((20000, 32, 32, 3), np.float32))  # 245 MB of input, copied as it is quantized
