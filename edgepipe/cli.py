@@ -84,7 +84,8 @@ def targets_list(targets_dir, as_json) -> None:
     reg = registry(targets_dir)
     rows = []
     for name in reg.names():
-        p = reg.get(name).profile
+        with _reporting(as_json, None, "edgepipe.targets"):
+            p = reg.get(name).profile
         rows.append({"name": name, "runtime": p.runtime.value, "int8_only": p.accelerator.int8_only,
                      "flash": p.memory.flash, "ram": p.memory.ram, "latency": p.latency,
                      "description": p.description, "path": str(reg.path(name))})
@@ -111,7 +112,8 @@ def targets_show(name, targets_dir, as_json) -> None:
     from edgepipe.api import registry
     from edgepipe.render import console
 
-    resolved = registry(targets_dir).get(name)
+    with _reporting(as_json, None, "edgepipe.targets"):
+        resolved = registry(targets_dir).get(name)
     data = resolved.profile.to_dict()
     if as_json:
         return _echo_json({"profile": data, "origin": resolved.origin, "chain": list(resolved.chain)})

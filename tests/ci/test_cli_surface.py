@@ -156,3 +156,13 @@ def _marked(mark: str) -> list[int]:
             except OSError:
                 continue
     return found
+
+
+def test_targets_errors_are_one_json_document_under_json(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nruntime: litert\nmemory: {ram: 12 bananas}\n")
+    for args in (["targets", "show", "nope", "--json"], ["targets", "show", str(bad), "--json"]):
+        res = CliRunner().invoke(cli, args)
+        doc = one_json_document(res.stdout)
+        assert res.exit_code == 2 and doc["status"] == "error" and doc["exit_code"] == 2, args
+    assert "nope" in one_json_document(CliRunner().invoke(cli, ["targets", "show", "nope", "--json"]).stdout)["error"]
