@@ -209,8 +209,12 @@ class IsolatedRunner:
                  timeout: float = DEFAULT_TIMEOUT, rounding: str | None = None, memory_limit: int | None = None):
         self.name, self.model_bytes = name, bytes(model_bytes)
         self._worker = Worker(name, timeout, memory_limit)
-        info = self._worker.call("open", START_TIMEOUT + len(model_bytes) / 1e7, name=name,
-                                 model=self.model_bytes, threads=threads, arena=arena, rounding=rounding)
+        try:
+            info = self._worker.call("open", START_TIMEOUT + len(model_bytes) / 1e7, name=name,
+                                     model=self.model_bytes, threads=threads, arena=arena, rounding=rounding)
+        except RuntimeFailure:
+            self._worker.close()  # a refusal leaves the child alive: no runner, no child
+            raise
         self.batched, self.batch_note = info["batched"], info["batch_note"]
         self.arena_bytes = info.get("arena")
         self._out_q = info["output_quantization"]
