@@ -48,11 +48,6 @@ def measure(ctx: BuildContext, data: EvalData, tflite_bytes: bytes, label: str, 
                          cross_check=cross_check)
 
 
-def first_line(exc: Exception) -> str:
-    """The first line of an exception's message (runtimes' messages run long)."""
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
 def accuracy_check(acc: dict | None, rule: Accuracy, source: str = "measured:litert-host") -> Check:
     """Top-1 drop (classification) or RMSE increase (regression) against the profile's budget.
 
