@@ -138,6 +138,8 @@ def verify(model: str | Path, target: str, data: str | Path | None = None, *, co
     — with the target's ``max_drop``. Accuracy is measured with the kernels the
     device runs, each interpreter in a worker process (a crash is a failed check).
     """
+    import math
+
     from edgepipe.verify_tflite import AccuracyGate, run_verify
 
     if baseline is not None and baseline_accuracy is not None:
@@ -147,10 +149,17 @@ def verify(model: str | Path, target: str, data: str | Path | None = None, *, co
         where = Path(data)
         overrides["data.eval"] = {"path": str(where.resolve()) if where.exists() else str(data), "x": x_key, "y": y_key}
     project = load_project(config, overrides)
+    top1 = project.task == "classification"
+    if min_accuracy is not None and not 0 <= min_accuracy <= 100:  # NaN fails both comparisons
+        raise ConfigError("--min-accuracy", f"expected a top-1 accuracy in percent, 0 to 100, found {min_accuracy!r}")
     if baseline is not None:
         gate = AccuracyGate.from_report(baseline, project.task, min_accuracy)
     else:
         gate = AccuracyGate(min_accuracy, baseline_accuracy)
+    b = gate.baseline
+    if b is not None and not (math.isfinite(b) and 0 <= b <= (100 if top1 else math.inf)):
+        what = "a top-1 accuracy in percent, 0 to 100" if top1 else "an RMSE, 0 or more and finite"
+        raise ConfigError(gate.baseline_source, f"expected {what}, found {b!r}")
     return run_verify(model, registry(targets_dir).get(target), project, gate, progress)
 
 

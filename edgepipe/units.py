@@ -8,6 +8,7 @@ carry a unit, because ``20`` could be seconds or milliseconds.
 
 from __future__ import annotations
 
+import math
 import re
 
 _NUMBER = r"(?P<num>\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)"
@@ -26,11 +27,12 @@ class UnitError(ValueError):
 
 
 def _parse(text: object, units: dict[str, float], what: str, bare_ok: bool) -> float:
+    """A finite, non-negative amount: NaN, infinities (``1e400``) and negatives are refused."""
     if isinstance(text, bool):
         raise UnitError(f"expected a {what} such as {_example(units)}, found {text!r}")
     if isinstance(text, (int, float)):
         if bare_ok:
-            return float(text)
+            return _finite(float(text), text, what)
         raise UnitError(
             f"expected a {what} with a unit such as {_example(units)}, found bare number {text!r}"
         )
@@ -41,12 +43,20 @@ def _parse(text: object, units: dict[str, float], what: str, bare_ok: bool) -> f
         raise UnitError(f"expected a {what} such as {_example(units)}, found {text!r}")
     unit = m.group("unit")
     if unit == "" and bare_ok:
-        return float(m.group("num"))
+        return _finite(float(m.group("num")), text, what)
     if unit not in units:
         raise UnitError(
             f"unknown unit {unit!r} in {text!r}; a {what} takes one of {', '.join(units)}"
         )
-    return float(m.group("num")) * units[unit]
+    return _finite(float(m.group("num")) * units[unit], text, what)
+
+
+def _finite(value: float, text: object, what: str) -> float:
+    if not math.isfinite(value):
+        raise UnitError(f"expected a finite {what}, found {text!r}")
+    if value < 0:
+        raise UnitError(f"expected a {what} of 0 or more, found {text!r}")
+    return value
 
 
 def _example(units: dict[str, float]) -> str:

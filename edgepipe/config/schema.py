@@ -51,7 +51,9 @@ class IODtype(str, Enum):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+    """Unknown keys and non-finite numbers (``.nan``, ``.inf``) are refused everywhere."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False, allow_inf_nan=False)
 
 
 class Device(_Strict):

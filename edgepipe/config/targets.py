@@ -87,6 +87,7 @@ class TargetRegistry:
         """[child, parent, grandparent, ...]; refuses cycles and unknown parents."""
         chain = [doc]
         seen = [doc.path.stem]
+        _not_empty(doc)
         while (parent := chain[-1].data.get("extends")) is not None:
             if not isinstance(parent, str):
                 raise ConfigError(chain[-1].where(("extends",)), f"expected a profile name, found {parent!r}")
@@ -97,8 +98,16 @@ class TargetRegistry:
                 where = chain[-1].where(("extends",))
                 raise ConfigError(where, str(UnknownNameError("parent profile", parent, self.names(True))))
             seen.append(parent)
-            chain.append(load_yaml(self._paths[parent]))
+            chain.append(_not_empty(load_yaml(self._paths[parent])))
         return chain
+
+
+def _not_empty(doc: YamlDoc) -> YamlDoc:
+    """An empty file is a mistake (a wrong path, a truncated copy), not a profile of defaults."""
+    if not doc.data:
+        raise ConfigError(str(doc.path), "expected a target profile (keys such as runtime, memory, extends), "
+                          "found an empty file", "see docs/target-profiles.md for the schema")
+    return doc
 
 
 def _deep_merge(dst: dict, src: dict, origin: dict, who: str, prefix: str = "") -> None:

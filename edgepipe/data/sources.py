@@ -25,6 +25,7 @@ from edgepipe.errors import ConfigError, InputError
 
 _IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 _CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_SPEC_KEYS = {"path", "x", "y", "y_path", "callable"}
 
 
 @dataclass(frozen=True)
@@ -50,19 +51,45 @@ class SourceSpec:
     y_path: Path | None = None
     callable: str | None = None
 
+    @staticmethod
+    def check_form(spec: Any) -> None:
+        """Raise ValueError ('expected ..., found ...') unless ``spec`` has the form of a data source.
+
+        The config loader calls this, so a bad form is named with its line; :meth:`parse` calls it too.
+        """
+        if isinstance(spec, Path):
+            spec = str(spec)
+        if isinstance(spec, str):
+            if not spec.strip():
+                raise ValueError("expected a path, 'module:function' or a mapping, found an empty string")
+            return
+        if not isinstance(spec, dict):
+            raise ValueError(f"expected a path, 'module:function' or a mapping, found {type(spec).__name__} {spec!r}")
+        unknown = sorted(map(str, set(spec) - _SPEC_KEYS))
+        if unknown:
+            raise ValueError(f"expected keys among {', '.join(sorted(_SPEC_KEYS))}, found unknown key(s) {unknown}")
+        for key in ("path", "callable", "y_path", "x", "y"):
+            value = spec.get(key)
+            if key in spec and not (isinstance(value, str) and value.strip()) and not (key == "y" and value is None):
+                what = "an array name or null" if key == "y" else "an array name" if key == "x" else "a string"
+                raise ValueError(f"expected {key!r} to be {what}, found {type(value).__name__} {value!r}")
+        if "path" not in spec and "callable" not in spec:
+            raise ValueError("expected 'path' or 'callable' in the data source, found neither")
+        if "path" in spec and "callable" in spec:
+            raise ValueError("expected one of 'path' or 'callable', found both")
+        if "callable" in spec and not _CALLABLE.match(spec["callable"]):
+            raise ValueError(f"expected 'callable' as 'package.module:function', found {spec['callable']!r}")
+
     @classmethod
     def parse(cls, spec: Any, base: Path, where: str) -> "SourceSpec":
         """From a config value; relative paths are relative to ``base``."""
+        try:
+            cls.check_form(spec)
+        except ValueError as exc:
+            raise ConfigError(where, str(exc)) from None
         if isinstance(spec, (str, Path)):
             spec = {"path": str(spec)}
-        if not isinstance(spec, dict):
-            raise ConfigError(where, f"expected a path, 'module:function' or a mapping, found {spec!r}")
-        unknown = set(spec) - {"path", "x", "y", "y_path", "callable"}
-        if unknown:
-            raise ConfigError(where, f"unknown key(s) {sorted(unknown)}; allowed: path, x, y, y_path, callable")
         text = spec.get("callable") or spec.get("path")
-        if not text:
-            raise ConfigError(where, "a data source needs 'path' or 'callable'")
         y_path = Path(base, spec["y_path"]) if spec.get("y_path") else None
         is_callable = "callable" in spec or (_CALLABLE.match(str(text)) and not Path(base, text).exists())
         if is_callable:
@@ -88,9 +115,13 @@ def load_dataset(spec: SourceSpec, need_labels: bool = False, lazy: bool = False
     else:
         raise InputError(str(spec.path), "a .npz, .npy, image folder or module:function",
                          f"a {spec.path.suffix or 'suffix-less'} file")
+    if not getattr(ds.x, "shape", ()):
+        raise InputError(ds.where, "an array of samples (batch axis first)", "a single value")
     if need_labels and ds.y is None:
         raise InputError(ds.where, "labels (a 'y' array) for evaluation", "inputs only",
                          "add labels to the file or name them with 'y:'")
+    if ds.y is not None and not ds.y.shape:
+        raise InputError(f"{ds.where} labels", "an array of labels, one per sample", "a single value")
     return ds
 
 
@@ -98,17 +129,62 @@ def _from_npz(spec: SourceSpec) -> Dataset:
     try:
         arrays = np.load(spec.path, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - any failure means an unreadable file
-        raise InputError(str(spec.path), "a readable .npz archive", f"{type(exc).__name__}: {exc}") from None
-    keys = list(arrays.keys())
-    if spec.x_key not in keys:
-        raise InputError(f"{spec.path}", f"an array named {spec.x_key!r}", f"arrays {keys}",
-                         "name the inputs with 'x:' in the data source")
-    y = None
-    if spec.y_path is not None:
-        y = _npy(spec.y_path)
-    elif spec.y_key and spec.y_key in keys:
-        y = arrays[spec.y_key]
-    return Dataset(arrays[spec.x_key], y, f"{spec.path}[{spec.x_key}]", (spec.path,))
+        raise InputError(str(spec.path), "a readable .npz archive", _what(exc)) from None
+    if not isinstance(arrays, np.lib.npyio.NpzFile):
+        raise InputError(str(spec.path), "a .npz archive of arrays", "a single .npy array", "save it with np.savez")
+    with arrays:
+        keys = list(arrays.keys())
+        if spec.x_key not in keys:
+            raise InputError(f"{spec.path}", f"an array named {spec.x_key!r}", f"arrays {keys}",
+                             "name the inputs with 'x:' in the data source")
+        y = None
+        if spec.y_path is not None:
+            y = _npy(spec.y_path)
+        elif spec.y_key and spec.y_key in keys:
+            y = _npz_member(spec.path, arrays, spec.y_key)
+        x = _npz_member(spec.path, arrays, spec.x_key)
+    return Dataset(x, y, f"{spec.path}[{spec.x_key}]", (spec.path,))
+
+
+def _npz_member(path: Path, arrays: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
+    """One array of the archive, its header checked before any memory is given to it.
+
+    Refused: pickled object arrays (never unpickled) and a header whose shape
+    and dtype do not add up to the bytes stored (a lying header could ask for
+    petabytes).
+    """
+    where = f"{path}[{key}]"
+    name = f"{key}.npy" if f"{key}.npy" in arrays.zip.namelist() else key
+    fmt = np.lib.format
+    try:
+        with arrays.zip.open(name) as f:
+            version = fmt.read_magic(f)
+            read_header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
+            if read_header is not None:
+                shape, _, dtype = read_header(f)
+                header_bytes = f.tell()
+        if read_header is not None:
+            if dtype.hasobject:
+                raise InputError(where, "an array of numbers", f"an array of Python objects (dtype {dtype})",
+                                 "edgepipe never unpickles data; save numeric arrays")
+            declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            stored = arrays.zip.getinfo(name).file_size - header_bytes
+            if declared != stored:
+                raise InputError(where, f"{declared} bytes of data (shape {shape}, dtype {dtype}, as its header says)",
+                                 f"{stored} bytes", "the file is truncated or corrupt; save it again")
+        value = arrays[key]
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a corrupt member, whatever numpy or zlib says about it
+        raise InputError(where, "a readable .npy array", _what(exc)) from None
+    if not isinstance(value, np.ndarray):
+        raise InputError(where, "a .npy array", f"a {type(value).__name__} member")
+    return value
+
+
+def _what(exc: BaseException) -> str:
+    """'Type: message' on one line."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
 def _from_npy(spec: SourceSpec) -> Dataset:
@@ -123,7 +199,7 @@ def _npy(path: Path) -> np.ndarray:
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as exc:  # noqa: BLE001
-        raise InputError(str(path), "a readable .npy array", f"{type(exc).__name__}: {exc}") from None
+        raise InputError(str(path), "a readable .npy array", _what(exc)) from None
 
 
 def _from_image_folder(root: Path, lazy: bool = False) -> Dataset:
@@ -169,8 +245,13 @@ class LazyImages:
     def _read(path: Path, shape: tuple | None) -> np.ndarray:
         from PIL import Image
 
-        with Image.open(path) as im:
-            img = np.asarray(im)
+        try:
+            with Image.open(path) as im:
+                img = np.asarray(im)
+        except Exception as exc:  # noqa: BLE001 - not an image, truncated, too large: the file is the problem
+            raise InputError(str(path), "an image file PIL can read", _what(exc)) from None
+        if img.ndim not in (2, 3) or not np.issubdtype(img.dtype, np.number):
+            raise InputError(str(path), "a grey or colour image", f"an array of shape {img.shape}, dtype {img.dtype}")
         img = img if img.ndim == 3 else img[..., None]
         if shape is not None and img.shape != tuple(shape):
             raise InputError(str(path), f"an image of shape {tuple(shape)} like the others", f"shape {img.shape}")
@@ -179,13 +260,24 @@ class LazyImages:
 
 def _from_callable(target: str) -> Dataset:
     module_name, func_name = target.split(":")
+    expected = "an importable 'package.module:function'"
     try:
         func = getattr(importlib.import_module(module_name), func_name)
-    except (ImportError, AttributeError) as exc:
-        raise InputError(target, "an importable 'package.module:function'", f"{type(exc).__name__}: {exc}") from None
-    result = func()
+    except Exception as exc:  # noqa: BLE001 - whatever the user's module raises on import
+        raise InputError(target, expected, _what(exc)) from None
+    if not callable(func):
+        raise InputError(target, f"{expected} naming a function", f"a {type(func).__name__}")
+    try:
+        result = func()
+    except Exception as exc:  # noqa: BLE001 - the user's loader failed: their input, not edgepipe's bug
+        raise InputError(target, "a function that returns x or (x, y)", f"it raised {_what(exc)}") from None
     if isinstance(result, tuple) and len(result) == 2:
         x, y = result
     else:
         x, y = result, None
-    return Dataset(np.asarray(x), None if y is None else np.asarray(y), target)
+    try:
+        x = np.asarray(x)
+        y = None if y is None else np.asarray(y)
+    except Exception as exc:  # noqa: BLE001 - ragged lists and the like
+        raise InputError(target, "x or (x, y) as arrays", f"values numpy cannot make an array of ({_what(exc)})") from None
+    return Dataset(x, y, target)

@@ -12,6 +12,9 @@ import numpy as np
 from edgepipe.data.sources import Dataset
 from edgepipe.errors import InputError
 
+MAX_CLASSES = 1 << 20
+"""Most classes a classification output may have (a model declaring more is refused before it runs)."""
+
 
 def prepare_inputs(ds: Dataset, input_shape: tuple, role: str) -> np.ndarray:
     """float32 inputs shaped like the model's input (batch axis first)."""
@@ -33,18 +36,36 @@ def prepare_inputs(ds: Dataset, input_shape: tuple, role: str) -> np.ndarray:
     return x
 
 
-def _check_finite(x: np.ndarray, where: str) -> None:
+def _check_finite(x: np.ndarray, where: str, fix: str | None = None) -> None:
     bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1) if len(x) else np.zeros(0, bool)
     if bad.any():
         idx = np.flatnonzero(bad)
-        raise InputError(where, "finite values", f"NaN or Inf in {len(idx)} sample(s), first at index {idx[0]}")
+        raise InputError(where, "finite values", f"NaN or Inf in {len(idx)} sample(s), first at index {idx[0]}", fix)
 
 
-def apply_preprocess(x: np.ndarray, scale: float, mean: float | list, std: float | list) -> np.ndarray:
-    """``(x * scale - mean) / std`` — the same for calibration, eval and training."""
-    out = x * np.float32(scale)
-    out = (out - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return out.astype(np.float32)
+def apply_preprocess(x: np.ndarray, scale: float, mean: float | list, std: float | list,
+                     where: str = "data", source: str | None = None) -> np.ndarray:
+    """``(x * scale - mean) / std`` — the same for calibration, eval and training.
+
+    A list of ``mean``/``std`` has one value per channel (the last axis of
+    ``x``); the result is checked for NaN and Inf, which a tiny ``std`` or a
+    huge ``scale`` produce from finite data. ``where`` names the data,
+    ``source`` the config the preprocessing came from.
+    """
+    channels = x.shape[-1] if x.ndim > 1 else 1
+    for key, value in (("mean", mean), ("std", std)):
+        size = np.size(value)
+        if np.ndim(value) > 1 or size not in (1, channels):
+            where_key = f"{source} (preprocess.{key})" if source else f"preprocess.{key}"
+            raise InputError(where_key, f"one number, or one per channel ({channels}, the last axis of the "
+                             "model input)", f"{size} values {value!r}")
+    with np.errstate(all="ignore"):  # overflow is reported below, by sample
+        out = x * np.float32(scale)
+        out = (out - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+        out = out.astype(np.float32)
+    _check_finite(out, f"{where} after preprocessing (scale {scale!r}, mean {mean!r}, std {std!r})",
+                  "check preprocess.scale, mean and std (--scale, --mean, --std)")
+    return out
 
 
 def check_calibration(x: np.ndarray, minimum: int, where: str) -> None:
@@ -61,6 +82,14 @@ def _one_hot(y: np.ndarray) -> bool:
 def check_labels(ds: Dataset, n_samples: int, task: str, n_classes: int | None) -> np.ndarray:
     """Labels as class ids (classification) or float targets (regression)."""
     y = np.asarray(ds.y)
+    if not (np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_) or np.issubdtype(y.dtype, np.complexfloating):
+        raise InputError(f"eval labels {ds.where}", "numeric labels (class ids, one-hot rows or regression targets)",
+                         f"dtype {y.dtype}" + (f", e.g. {y.ravel()[:1].tolist()[0]!r}" if y.size else ""),
+                         "map names to class ids (0, 1, ...) before saving")
+    if task == "classification" and n_classes is not None and n_classes > MAX_CLASSES:
+        raise InputError(f"the model's output (classifying eval labels {ds.where})",
+                         f"at most {MAX_CLASSES} classes for a classification task", f"{n_classes} outputs",
+                         "pass --task regression (task: regression) if the output is not class scores")
     if len(y) != n_samples:
         raise InputError(f"eval labels {ds.where}", f"{n_samples} labels (one per sample)", f"{len(y)}")
     if task == "regression":

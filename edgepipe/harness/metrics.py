@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgepipe.errors import InputError
+
 
 def _flat(a: np.ndarray) -> np.ndarray:
     return np.asarray(a, np.float64).reshape(len(a), -1)
@@ -78,19 +80,35 @@ def channel_sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
     return float("inf") if nsr == 0 else float(-10 * np.log10(nsr))
 
 
+MATRIX_MAX_CLASSES = 2048
+"""Largest class count kept as a confusion matrix (2048² int64 = 32 MiB); above it there is none."""
+
+
 class ClassStats:
-    """Top-1 and top-k accuracy in percent, and the confusion matrix (rows: labels)."""
+    """Top-1 and top-k accuracy in percent, and the confusion matrix (rows: labels).
+
+    ``n_classes``: the scores of each sample must be exactly that many (a
+    classification task on an output that is not ``(N, classes)`` is refused);
+    the confusion matrix is kept for at most :data:`MATRIX_MAX_CLASSES` classes.
+    """
 
     def __init__(self, k: int = 5, n_classes: int | None = None) -> None:
         self.k, self.n_classes = k, n_classes
         self.samples = self.top1 = self.topk = 0
-        self.matrix = np.zeros((n_classes, n_classes), np.int64) if n_classes else None
+        keep = n_classes is not None and 0 < n_classes <= MATRIX_MAX_CLASSES
+        self.matrix = np.zeros((n_classes, n_classes), np.int64) if keep else None
 
     def update(self, y_true: np.ndarray, scores: np.ndarray) -> None:
         if len(y_true) == 0:
             return
         y = np.asarray(y_true)
-        scores = np.asarray(scores).reshape(len(y), -1)
+        scores = np.asarray(scores)
+        per_sample = scores.shape[1:]
+        if self.n_classes is not None and (scores.shape[0] != len(y) or int(np.prod(per_sample)) != self.n_classes):
+            raise InputError("the model's output", f"class scores of shape (N, {self.n_classes}) for a "
+                             "classification task", f"shape {scores.shape}",
+                             "pass --task regression (task: regression) if the output is not class scores")
+        scores = scores.reshape(len(y), -1)
         self.k = min(self.k, scores.shape[1])
         pred = scores.argmax(axis=1)
         topk = np.argsort(-scores, axis=1, kind="stable")[:, : self.k]

@@ -115,7 +115,7 @@ def load_split(project: ProjectConfig, role: str, shape: tuple, need_labels: boo
     ds: Dataset = load_dataset(spec, need_labels=need_labels)
     x = prepare_inputs(ds, shape, role)
     p = project.preprocess
-    x = apply_preprocess(x, p.scale, p.mean, p.std)
+    x = apply_preprocess(x, p.scale, p.mean, p.std, f"{role} data {ds.where}", project.source)
     y = check_labels(ds, len(x), task, n_classes) if need_labels else None
     digest = _digest(ds)
     return Split(x, y, ds.where, digest)
