@@ -64,7 +64,10 @@ def cli(debug) -> None:
 
 
 def _echo_json(doc) -> None:
-    click.echo(json.dumps(doc, indent=2, default=str))
+    """One strict JSON document (RFC 8259: non-finite figures as null), like report.json."""
+    from edgepipe.emit.files import finite
+
+    click.echo(json.dumps(finite(json.loads(json.dumps(doc, default=str))), indent=2, allow_nan=False))
 
 
 @cli.group(cls=_Group)

@@ -110,6 +110,14 @@ class VerifyResult(ReportVerdict):
         return self.report.to_dict()
 
     def save(self, path: str | Path) -> Path:
+        """Write the report to ``path``; never onto the model file it judges (exit 2, the model untouched)."""
+        import os
+
+        model = Path(self.model.path)
+        if Path(path).absolute() == model.absolute() or (
+                os.path.exists(path) and os.path.exists(model) and os.path.samefile(path, model)):
+            raise InputError(str(path), "a report path other than the model being verified",
+                             f"the model itself ({model})", "pass another --report file, e.g. report.json")
         return self.report.save(path)
 
 
