@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import flatbuffers
+import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 from click.testing import CliRunner
@@ -144,7 +145,9 @@ def test_dynamic_tensor_and_shape_op_in_the_init_subgraph_are_named(model_bytes,
 
 def test_a_float_state_written_by_the_init_subgraph_breaks_int8_only(model_bytes):
     def float_init(model):
-        model.subgraphs[1].tensors[1].type = schema.TensorType.FLOAT32
+        state = model.subgraphs[1].tensors[1]
+        state.type = schema.TensorType.FLOAT32
+        model.buffers[state.buffer].data = np.zeros(4 * 32, np.uint8)  # [1, 4, 8] float32: 128 bytes
 
     check = int8_only_check(parse_tflite(repacked(model_bytes("stream_int8"), float_init)))
     assert check.status == "fail" and check.measured == 1

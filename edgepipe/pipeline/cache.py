@@ -17,6 +17,13 @@ place, so concurrent builds share the cache safely. Reading an entry touches
 its mtime; when the cache grows over its size bound the least recently used
 entries are deleted.
 
+An entry is verified before it is replayed: ``entry.json`` records the stage
+and a SHA-256 over the entry's key, that record and every stored item (see
+:func:`_entry_digest`). An entry whose record, key or content does not match
+(truncated, swapped, moved to another key's folder, a flipped byte, unreadable)
+is deleted and counts as a miss: the stage runs again. A damaged cache never
+ships a model it did not compute for these inputs, and never fails a build.
+
 Settings: ``--cache-dir`` / ``EDGEPIPE_CACHE_DIR`` (default
 ``$XDG_CACHE_HOME/edgepipe`` or ``~/.cache/edgepipe``), ``--cache-size`` /
 ``EDGEPIPE_CACHE_SIZE`` (default 1 GiB), ``--no-cache`` / ``EDGEPIPE_NO_CACHE=1``.
@@ -100,14 +107,15 @@ class StageCache:
         """The stored value, or :data:`MISSING`."""
         if not self.enabled:
             return MISSING
-        entry = self._entry(stage, self.key(stage, key_parts))
+        key = self.key(stage, key_parts)
+        entry = self._entry(stage, key)
         if not entry.is_dir():
             return MISSING
         try:
-            value = _read(entry)
+            value = _read(entry, stage, key)
             now = time.time()
             os.utime(entry, (now, now))
-        except (OSError, ValueError, KeyError):  # evicted meanwhile, or damaged
+        except Exception:  # noqa: BLE001 - evicted meanwhile, or damaged in any way: recompute, never fail
             shutil.rmtree(entry, ignore_errors=True)
             return MISSING
         return value
@@ -115,11 +123,12 @@ class StageCache:
     def put(self, stage: str, key_parts: Any, value: Any) -> None:
         if not self.enabled:
             return
-        entry = self._entry(stage, self.key(stage, key_parts))
+        key = self.key(stage, key_parts)
+        entry = self._entry(stage, key)
         entry.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=entry.parent))
         try:
-            _write(tmp, stage, value)
+            _write(tmp, stage, key, value)
             os.rename(tmp, entry)
         except OSError:  # another process stored the same entry first
             shutil.rmtree(tmp, ignore_errors=True)
@@ -219,21 +228,48 @@ def _tools() -> dict:
     return tool_versions()
 
 
-def _write(folder: Path, stage: str, value: Any) -> None:
+class DamagedEntry(ValueError):
+    """An entry whose record, key or content does not match what was written (never replayed)."""
+
+
+def _write(folder: Path, stage: str, key: str, value: Any) -> None:
     items = value if isinstance(value, tuple) else (value,)
-    kinds = []
+    kinds, blobs = [], []
     for i, item in enumerate(items):
         kind, raw = _encode(item)
         (folder / f"{i}.{kind}").write_bytes(raw)
         kinds.append(kind)
+        blobs.append(raw)
     meta = {"stage": stage, "items": kinds, "tuple": isinstance(value, tuple), "edgepipe": __version__}
-    (folder / _META).write_text(json.dumps(meta))
+    meta["sha256"] = _entry_digest(key, meta, blobs)
+    (folder / _META).write_text(json.dumps(meta, separators=(",", ":")))
 
 
-def _read(folder: Path) -> Any:
+def _read(folder: Path, stage: str, key: str) -> Any:
+    """The entry's value, after checking it was written for ``(stage, key)`` with exactly this content."""
     meta = json.loads((folder / _META).read_text())
-    items = tuple(_decode(kind, (folder / f"{i}.{kind}").read_bytes()) for i, kind in enumerate(meta["items"]))
+    if not isinstance(meta, dict) or meta.get("stage") != stage:
+        raise DamagedEntry(f"{folder}: not an entry of stage {stage!r}")
+    kinds = meta["items"]
+    blobs = [(folder / f"{i}.{kind}").read_bytes() for i, kind in enumerate(kinds)]
+    if meta.get("sha256") != _entry_digest(key, meta, blobs):
+        raise DamagedEntry(f"{folder}: content or key does not match its recorded SHA-256")
+    items = tuple(_decode(kind, raw) for kind, raw in zip(kinds, blobs))
     return items if meta["tuple"] else items[0]
+
+
+def _entry_digest(key: str, meta: dict, blobs: list[bytes]) -> str:
+    """SHA-256 over the entry's key, its record (stage, item kinds ...; not the digest itself) and every item.
+
+    The key is not stored: it is the folder's name, so an entry moved or copied into another key's
+    folder no longer matches its digest.
+    """
+    h = hashlib.sha256(key.encode())
+    h.update(digest({k: v for k, v in meta.items() if k != "sha256"}).encode())
+    for raw in blobs:
+        h.update(len(raw).to_bytes(8, "little"))
+        h.update(raw)
+    return h.hexdigest()
 
 
 def _encode(item: Any) -> tuple[str, bytes]:

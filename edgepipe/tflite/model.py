@@ -17,11 +17,11 @@ the whole inference. ``tensors``/``operators``/``inputs``/``outputs`` stay the
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from edgepipe.errors import InputError
@@ -39,9 +39,18 @@ _SUBGRAPH_FIELDS = ("initSubgraphIndex", "thenSubgraphIndex", "elseSubgraphIndex
                     "updateComputationSubgraphIndex")
 
 
+# Operator options that divide or step by their value: 0 (or less) crashes kernels (SIGFPE) or loops forever.
+_POSITIVE_OPTIONS = ("strideW", "strideH", "strideD", "dilationWFactor", "dilationHFactor", "dilationDFactor",
+                     "filterWidth", "filterHeight", "depthMultiplier", "blockSize")
+# Types whose buffer size does not follow from the shape (strings, handles, sparse tensors are skipped too).
+_UNSIZED = ("string", "resource", "variant")
+#: More elements than a TFLite tensor can index (its sizes are 32-bit ints).
+MAX_ELEMENTS = (1 << 31) - 1
+
+
 def _bytes_of(shape: tuple[int, ...], dtype: str) -> int:
     """Run-time bytes of a tensor of this shape (unknown -1 dims count as 1, like batch 1)."""
-    n = int(np.prod([max(d, 1) for d in shape])) if shape else 1
+    n = math.prod(max(d, 1) for d in shape)
     return n * _DTYPE_BYTES.get(dtype, 4)
 
 
@@ -298,7 +307,7 @@ def _view(model: schema.ModelT, data: bytes, where: str) -> TfliteModel:
         raise InputError(where, "a model with at least one subgraph", "none")
     codes = tuple(_opcode(c) for c in model.operatorCodes or [])
     n_sg = len(model.subgraphs)
-    subgraphs = tuple(_subgraph(k, sg, model.buffers or [], codes, n_sg, where)
+    subgraphs = tuple(_subgraph(k, sg, model.buffers or [], codes, n_sg, where, len(data))
                       for k, sg in enumerate(model.subgraphs))
     for sig in model.signatureDefs or []:
         _check_range(where, "signature subgraph indices", sig.subgraphIndex, 0, n_sg, "a signature def")
@@ -312,9 +321,10 @@ def _view(model: schema.ModelT, data: bytes, where: str) -> TfliteModel:
     )
 
 
-def _subgraph(k: int, sg: schema.SubGraphT, buffers: list, codes: tuple, n_sg: int, where: str) -> Subgraph:
+def _subgraph(k: int, sg: schema.SubGraphT, buffers: list, codes: tuple, n_sg: int, where: str,
+              size: int) -> Subgraph:
     """One subgraph, with every tensor, opcode, buffer and subgraph index checked against its table."""
-    tensors = tuple(_tensor(k, i, t, buffers, where) for i, t in enumerate(sg.tensors or []))
+    tensors = tuple(_tensor(k, i, t, buffers, where, size) for i, t in enumerate(sg.tensors or []))
     ops = tuple(_operator(k, i, op, codes, n_sg, where) for i, op in enumerate(sg.operators or []))
     n = len(tensors)
     for op in ops:
@@ -344,6 +354,8 @@ def _opcode(code: schema.OperatorCodeT) -> tuple[str, str | None]:
 def _operator(k: int, i: int, op: schema.OperatorT, codes: tuple, n_sg: int, where: str) -> Operator:
     _check_range(where, "opcode indices", op.opcodeIndex, 0, len(codes), f"operator #{i} (subgraph {k})")
     name, custom = codes[op.opcodeIndex]
+    _check_options(where, f"{name} #{i}{_in_subgraph(k)}", op.builtinOptions)
+    _check_operands(where, f"{name} #{i}{_in_subgraph(k)}", name, _ints(op.inputs))
     calls = _called_subgraphs(op)
     for target in calls:
         _check_range(where, "subgraph indices", target, 0, n_sg, f"{name} #{i} (subgraph {k})")
@@ -366,18 +378,90 @@ def _variable_name(opts) -> str:
     return f"{container}/{shared}" if container else (shared or "<unnamed>")
 
 
-def _tensor(k: int, index: int, t: schema.TensorT, buffers: list, where: str) -> Tensor:
+#: Inputs that must be present (index >= 0) for ops whose work is read from them: their weights.
+_REQUIRED_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "CONV_3D": 2, "FULLY_CONNECTED": 2,
+                    "TRANSPOSE_CONV": 3, "BATCH_MATMUL": 2}
+
+
+def _check_operands(where: str, user: str, name: str, inputs: tuple[int, ...]) -> None:
+    """A weighted op has its input and its weights (ASSIGN_VARIABLE or CALL_ONCE may write nothing)."""
+    need = _REQUIRED_INPUTS.get(name, 0)
+    if len(inputs) < need or any(i < 0 for i in inputs[:need]):
+        raise InputError(where, f"{user} with its first {need} inputs present", f"inputs {list(inputs)}",
+                         "the file is corrupt or was written by a broken tool")
+
+
+def _check_options(where: str, user: str, opts) -> None:
+    """Strides, dilations, filter sizes and multipliers must be at least 1 (kernels divide by them)."""
+    for name in _POSITIVE_OPTIONS:
+        value = getattr(opts, name, None)
+        if value is not None and value < 1:
+            raise InputError(where, f"{user} option {name} >= 1", str(value),
+                             "the file is corrupt or was written by a broken tool")
+
+
+def _tensor(k: int, index: int, t: schema.TensorT, buffers: list, where: str, size: int) -> Tensor:
+    user = f"tensor {index}{f' {_text(t.name)!r}' if t.name else ''} (subgraph {k})"
+
+    def bad(expected: str, found: str) -> InputError:
+        return InputError(where, f"{user}: {expected}", found, "the file is corrupt or was written by a broken tool")
+
     _check_range(where, "buffer indices", t.buffer, 0, len(buffers), f"tensor {index} (subgraph {k})")
+    if t.type not in _TYPE_NAMES:
+        raise bad(f"a tensor type of the schema ({min(_TYPE_NAMES)}..{max(_TYPE_NAMES)})", f"type {t.type}")
+    dtype = _TYPE_NAMES[t.type]
+    shape, signature = _ints(t.shape), _ints(t.shapeSignature)
+    if any(d < 0 for d in shape):
+        raise bad("dimensions >= 0 (unknown ones are -1 in shape_signature only)", f"shape {list(shape)}")
+    if signature and (len(signature) != len(shape) or any(d < -1 for d in signature)):
+        raise bad(f"a shape_signature of rank {len(shape)} with dimensions >= -1", f"{list(signature)}")
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise bad(f"at most {MAX_ELEMENTS} elements", f"shape {list(shape)}")
     buf = buffers[t.buffer] if t.buffer > 0 else None
-    nbytes = int(len(buf.data)) if buf is not None and buf.data is not None else 0
-    q = t.quantization
+    nbytes = _buffer_bytes(buf, size, bad)
+    scale, zp = _quantization(t.quantization, shape, bad)
+    needed = _needed_bytes(shape, dtype)
+    if nbytes and t.sparsity is None and dtype not in _UNSIZED and nbytes < needed:
+        raise bad(f"a buffer of {needed} bytes for shape {list(shape)} {dtype}", f"{nbytes} bytes")
+    return Tensor(
+        index=index, name=_text(t.name) or f"tensor_{index}", shape=shape,
+        dtype=dtype, scale=scale, zero_point=zp, is_constant=nbytes > 0,
+        buffer_bytes=nbytes, is_variable=bool(t.isVariable), shape_signature=signature, subgraph=k,
+    )
+
+
+def _buffer_bytes(buf, size: int, bad) -> int:
+    """Bytes of a tensor's buffer: inline data, or a range after the flatbuffer (models over 2 GB)."""
+    if buf is None:
+        return 0
+    if buf.offset > 1:
+        if buf.offset + buf.size > size:
+            raise bad(f"buffer data inside the file ({size} bytes)",
+                      f"offset {buf.offset} + size {buf.size}")
+        return int(buf.size)
+    return int(len(buf.data)) if buf.data is not None else 0
+
+
+def _needed_bytes(shape: tuple[int, ...], dtype: str) -> int:
+    n = math.prod(shape)
+    return (n + 1) // 2 if dtype == "int4" else n * _DTYPE_BYTES.get(dtype, 1)
+
+
+def _quantization(q, shape: tuple[int, ...], bad) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """(scales, zero points), checked: finite positive scales, one zero point each, a valid channel axis."""
     scale = tuple(float(s) for s in (q.scale if q is not None and q.scale is not None else ()))
     zp = tuple(int(z) for z in (q.zeroPoint if q is not None and q.zeroPoint is not None else ()))
-    return Tensor(
-        index=index, name=_text(t.name) or f"tensor_{index}", shape=_ints(t.shape),
-        dtype=_TYPE_NAMES.get(t.type, f"type{t.type}"), scale=scale, zero_point=zp, is_constant=nbytes > 0,
-        buffer_bytes=nbytes, is_variable=bool(t.isVariable), shape_signature=_ints(t.shapeSignature), subgraph=k,
-    )
+    if not scale:
+        return scale, zp
+    if not all(math.isfinite(s) and s > 0 for s in scale):
+        raise bad("finite, positive quantization scales", f"{list(scale[:8])}")
+    if len(zp) != len(scale):
+        raise bad(f"one zero point per scale ({len(scale)})", f"{len(zp)} zero points")
+    axis = q.quantizedDimension
+    if axis < 0 or (len(scale) > 1 and not (axis < len(shape) and shape[axis] == len(scale))):
+        raise bad(f"{len(scale)} per-channel scales along a dimension of that size",
+                  f"quantized_dimension {axis} of shape {list(shape)}")
+    return scale, zp
 
 
 def _text(value) -> str:
