@@ -89,7 +89,7 @@ def test_h5_and_savedmodel_inputs_build(tmp_path, tiny_model_path, data_npz):
     model.export(tmp_path / "saved", verbose=False)
     for path in (tmp_path / "m.h5", tmp_path / "saved"):
         cfg = write_project(tmp_path, path, data_npz)
-        result = edgepipe.build("rpi4", cfg, out=tmp_path / path.stem)
+        result = edgepipe.build("rpi4", cfg, out=tmp_path / f"out-{path.stem}")  # not into the SavedModel
         acc = result.report.to_dict()["accuracy"]
         assert acc["quantized"]["top1"] > 85, path
 

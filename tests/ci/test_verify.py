@@ -113,16 +113,23 @@ def test_broken_files_exit_2_with_one_line(tflite_path, data_npz, tmp_path, case
 
 
 def test_a_model_the_interpreter_refuses_is_a_failed_check_naming_the_runtime(tflite_path, data_npz, tmp_path):
-    """A well-formed file whose conv has stride 0: XNNPACK refuses it at load, so accuracy was not measured."""
-    from ai_edge_litert import schema_py_generated as schema
+    """A well-formed file whose Flatten reshapes to one element too many: the reader cannot know (it is a
+    constant's value), XNNPACK refuses it at load, so accuracy was not measured — a failed check, exit 1."""
     import flatbuffers
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
 
     model = schema.ModelT.InitFromPackedBuf(bytearray(tflite_path.read_bytes()), 0)
-    conv = next(op for op in model.subgraphs[0].operators if isinstance(op.builtinOptions, schema.Conv2DOptionsT))
-    conv.builtinOptions.strideW = 0
+    graph = model.subgraphs[0]
+    reshape = next(op for op in graph.operators if model.operatorCodes[op.opcodeIndex].builtinCode
+                   == schema.BuiltinOperator.RESHAPE and len(op.inputs) > 1)
+    buffer = model.buffers[graph.tensors[reshape.inputs[1]].buffer]
+    shape = np.frombuffer(bytes(buffer.data), np.int32).copy()
+    shape[-1] += 1
+    buffer.data = np.frombuffer(shape.tobytes(), np.uint8)
     builder = flatbuffers.Builder(0)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    bad = tmp_path / "stride0.tflite"
+    bad = tmp_path / "reshape.tflite"
     bad.write_bytes(bytes(builder.Output()))
     res = CliRunner().invoke(cli, ["verify", str(bad), "-t", "rpi4", "-d", str(data_npz), "--x", "x_eval",
                                    "--y", "y_eval", "--json"])
@@ -131,7 +138,7 @@ def test_a_model_the_interpreter_refuses_is_a_failed_check_naming_the_runtime(tf
     acc = checks["accuracy"]
     assert acc["status"] == "fail" and acc["source"] == "measured:litert-xnnpack"
     assert acc["detail"].startswith("not measured: the device runtime litert-xnnpack refused the model")
-    assert "stride_width > 0" in acc["detail"], "the runtime's own reason"
+    assert "failed to prepare" in acc["detail"], "the runtime's own reason"
     assert checks["runtime_lsb_diff"]["status"] == "skip"
 
 
