@@ -32,6 +32,8 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except EdgepipeError as exc:
+            if isinstance(exc, InternalError) and _debug(ctx):
+                raise
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):

@@ -164,3 +164,19 @@ def test_an_internal_error_is_one_line_and_exit_3(tiny_build, monkeypatch):
     assert as_json.exit_code == 3 and json.loads(as_json.stdout)["exit_code"] == 3
     debug = CliRunner().invoke(cli, ["--debug", "inspect", path, "-t", "rpi4"])
     assert isinstance(debug.exception, KeyError)
+
+
+def test_an_internal_error_inside_a_stage_names_the_stage(tiny_build, data_npz, monkeypatch):
+    import edgepipe.verify_tflite
+    from click.testing import CliRunner
+
+    from edgepipe.cli import cli
+
+    def broken(ctx, gate):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(edgepipe.verify_tflite, "_accuracy", broken)
+    res = CliRunner().invoke(cli, ["verify", str(tiny_build.artifacts["model.tflite"]), "-t", "rpi4",
+                                   "-d", str(data_npz), "--x", "x_eval", "--y", "y_eval"])
+    assert res.exit_code == 3 and res.output.strip().splitlines() == [
+        "error: internal error in the verify stage: ZeroDivisionError: division by zero"]

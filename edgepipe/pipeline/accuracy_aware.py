@@ -97,7 +97,7 @@ def run(ctx: BuildContext, out) -> None:
         return
     attempts, fault = [first], []
     if not first.passed:
-        fault, nodes = _layers_at_fault(ctx, data, out.tflite)
+        fault, nodes = _layers_at_fault(ctx, data, out.tflite)  # ([], {}) if attribution could not run
         for step, change, cand in _steps(ctx, base, fault, nodes):
             attempt = _try(ctx, data, Attempt(step, change, cand), ctx.io_contract)
             attempts.append(attempt)
@@ -266,7 +266,12 @@ def _layers_at_fault(ctx: BuildContext, data, tflite_bytes: bytes) -> tuple[list
     from edgepipe.tflite.model import parse_tflite
     from edgepipe.harness.attribution import attribute, tensor_owners
 
-    attr = attribute(ctx.model, tflite_bytes, data.take(ATTRIBUTION_SAMPLES))
+    from edgepipe.runtimes.isolated import RuntimeFailure
+
+    try:
+        attr = attribute(ctx.model, tflite_bytes, data.take(ATTRIBUTION_SAMPLES))
+    except RuntimeFailure:  # the reference kernels crashed on it: the other steps still run
+        return [], {}
     worst = [e for e in attr.blamed()[1] if e.kind != "InputLayer"]
     tfl = parse_tflite(tflite_bytes)
     owners = tensor_owners(tfl, [layer.name for layer in ctx.model.layers])

@@ -58,8 +58,19 @@ class BuildContext:
 
     @contextmanager
     def stage(self, name: str):
-        """Announce a stage and record its wall time in the report."""
+        """Announce a stage and record its wall time in the report.
+
+        An exception that is not edgepipe's own error is a bug (ours or a tool's): it leaves as
+        an :class:`~edgepipe.errors.InternalError` (exit 3) that names the stage.
+        """
+        from edgepipe.errors import EdgepipeError, InternalError
+
         self.progress.stage(name)
         t0 = time.perf_counter()
-        yield
+        try:
+            yield
+        except EdgepipeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - named once, here, for every stage
+            raise InternalError(f"internal error in the {name} stage: {type(exc).__name__}: {exc}") from exc
         self.report.timings[name] = round(time.perf_counter() - t0, 3)
