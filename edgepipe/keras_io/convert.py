@@ -42,7 +42,17 @@ class ConversionError(EdgepipeError):
 
 
 def convert(model, rep_x: np.ndarray | None, settings: ConvertSettings, on_sample=None) -> bytes:
-    """Convert ``model`` to TFLite bytes; ``on_sample(i)`` reports calibration progress."""
+    """Convert ``model`` to TFLite bytes; ``on_sample(i)`` reports calibration progress.
+
+    The converter runs under :func:`edgepipe.deadline.give_up_after` (``EDGEPIPE_CONVERT_TIMEOUT``).
+    """
+    from edgepipe.deadline import give_up_after, limit
+
+    with give_up_after(limit(), "the TFLite converter"):
+        return _convert(model, rep_x, settings, on_sample)
+
+
+def _convert(model, rep_x: np.ndarray | None, settings: ConvertSettings, on_sample) -> bytes:
     tf = import_tensorflow()
 
     with captured():

@@ -214,11 +214,13 @@ def _measured(ctx: BuildContext, data, attempt: Attempt, cross_check: bool = Fal
 
 
 def _convert(model, c: Candidate, on_sample) -> bytes:
+    from edgepipe.deadline import give_up_after, limit
     from edgepipe.keras_io.convert import convert
 
     if not c.float_nodes:
         return convert(model, c.rep, c.settings, on_sample=on_sample)
-    return convert_with_float_nodes(model, c.rep, c.settings, list(c.float_nodes), on_sample)
+    with give_up_after(limit(), "the TFLite converter"):
+        return convert_with_float_nodes(model, c.rep, c.settings, list(c.float_nodes), on_sample)
 
 
 def convert_with_float_nodes(model, rep: np.ndarray, settings, nodes: list[str], on_sample=None) -> bytes:

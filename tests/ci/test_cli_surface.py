@@ -166,3 +166,17 @@ def test_targets_errors_are_one_json_document_under_json(tmp_path):
         doc = one_json_document(res.stdout)
         assert res.exit_code == 2 and doc["status"] == "error" and doc["exit_code"] == 2, args
     assert "nope" in one_json_document(CliRunner().invoke(cli, ["targets", "show", "nope", "--json"]).stdout)["error"]
+
+
+def test_a_converter_past_its_time_limit_is_exit_3_with_one_line_and_one_document(tmp_path):
+    """The converter runs in this process and cannot be cancelled: past EDGEPIPE_CONVERT_TIMEOUT the build
+    says so and ends (the real converter on the digits example; 0.05 s is far below what it needs)."""
+    from ci.helpers import one_json_document, run_edgepipe
+
+    args = ("build", "--example", "digits", "-t", "rpi4", "--no-cache", "-o", str(tmp_path / "out"), "--json")
+    res = run_edgepipe(*args, env={"EDGEPIPE_CONVERT_TIMEOUT": "0.05"})
+    assert res.returncode == 3 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1] == ("error: internal error: the TFLite converter did not finish "
+                                                  "within 0.05 s (set EDGEPIPE_CONVERT_TIMEOUT to allow longer)")
+    assert one_json_document(res.stdout)["exit_code"] == 3
+    assert not (tmp_path / "out" / "report.json").exists(), "nothing half-written is published"

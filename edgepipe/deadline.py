@@ -1,0 +1,58 @@
+"""A time limit for C++ work that runs in this process and cannot be cancelled (the TFLite converter).
+
+Interpreters run in worker processes and are killed at their time limit
+(:mod:`edgepipe.runtimes.isolated`); the TensorFlow converter runs here, and
+nothing interrupts a C++ call from Python. So :func:`give_up_after` arms a
+watchdog: if the block has not finished after ``seconds``, it writes the one
+line of the exit-code contract (exit 3, and the JSON document under
+``--json``) to the terminal's own file descriptors — the converter's output is
+being captured — and ends the process. The output folder stays whole (a
+build publishes it in one step, after conversion), the lock is released by
+the kernel, and the workers see their pipe close and exit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from contextlib import contextmanager
+
+from edgepipe.errors import EXIT_INTERNAL
+
+ENV = "EDGEPIPE_CONVERT_TIMEOUT"
+DEFAULT_SECONDS = 1800.0
+
+
+def limit(env: str = ENV, default: float = DEFAULT_SECONDS) -> float:
+    """Seconds from ``env`` (a positive number), else ``default``."""
+    try:
+        value = float(os.environ.get(env, default))
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+@contextmanager
+def give_up_after(seconds: float, what: str):
+    """Run the block; past ``seconds``, say so in one line and exit 3."""
+    out, err = os.dup(1), os.dup(2)  # the terminal's, before the block captures 1 and 2
+    message = f"internal error: {what} did not finish within {seconds:g} s (set {ENV} to allow longer)"
+
+    def expire() -> None:
+        if "--json" in sys.argv[1:]:
+            doc = {"status": "error", "exit_code": EXIT_INTERNAL, "error": message}
+            os.write(out, (json.dumps(doc, indent=2) + "\n").encode())
+        os.write(err, f"error: {message}\n".encode())
+        os._exit(EXIT_INTERNAL)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        os.close(out)
+        os.close(err)
