@@ -210,3 +210,19 @@ def test_cli_inspect_of_a_broken_subgraph_exits_2_with_one_line(model_bytes, tmp
     res = CliRunner().invoke(cli, ["inspect", str(path)])
     assert res.exit_code == 2
     assert res.output.count("\n") == 1 and res.output.startswith("error: ") and "CALL_ONCE" in res.output
+
+
+def test_weights_of_the_wrong_rank_are_an_input_error(model_bytes):
+    """Found by tools/fuzz_tflite.py (seed 5209): a FULLY_CONNECTED whose weights lost their shape
+    crashed the latency estimate; the reader refuses it, naming the op and the tensor."""
+    tfl = parse_tflite(model_bytes("cnn_int8"))
+    fc = next(op for op in tfl.operators if op.op == "FULLY_CONNECTED")
+    weights = tfl.tensors[fc.inputs[1]]
+
+    def scalar_weights(model):
+        t = model.subgraphs[0].tensors[fc.inputs[1]]
+        t.shape = []
+        t.quantization.scale, t.quantization.zeroPoint = [t.quantization.scale[0]], [0]  # per-tensor
+
+    with pytest.raises(InputError, match=f"FULLY_CONNECTED #{fc.index} weights '{weights.name}' of rank 2"):
+        parse_tflite(repacked(model_bytes("cnn_int8"), scalar_weights))

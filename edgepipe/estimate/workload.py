@@ -114,7 +114,7 @@ def _macs(model: TfliteModel, op: Operator, opts) -> tuple[float, bool]:
     if name == "BATCH_MATMUL":
         a = _shape(model, op.inputs[0])
         adj_x = bool(getattr(opts, "adjX", False))
-        return out_elems * (a[-2] if adj_x and len(a) > 1 else a[-1]), True
+        return out_elems * (a[-2] if adj_x and len(a) > 1 else a[-1] if a else 1), True
     if name in _POOLS:
         window = (getattr(opts, "filterWidth", 1) or 1) * (getattr(opts, "filterHeight", 1) or 1)
         return out_elems * window, True

@@ -330,6 +330,7 @@ def _subgraph(k: int, sg: schema.SubGraphT, buffers: list, codes: tuple, n_sg: i
     for op in ops:
         for t in op.inputs + op.outputs:
             _check_range(where, "tensor indices", t, -1, n, f"{op.op} #{op.index} (subgraph {k})")
+        _check_weight_rank(where, op, tensors)
     inputs, outputs = _ints(sg.inputs), _ints(sg.outputs)
     for role, indices in (("input", inputs), ("output", outputs)):
         for t in indices:
@@ -388,6 +389,22 @@ def _check_operands(where: str, user: str, name: str, inputs: tuple[int, ...]) -
     need = _REQUIRED_INPUTS.get(name, 0)
     if len(inputs) < need or any(i < 0 for i in inputs[:need]):
         raise InputError(where, f"{user} with its first {need} inputs present", f"inputs {list(inputs)}",
+                         "the file is corrupt or was written by a broken tool")
+
+
+#: (weights input, its rank) of the ops whose work is read from their weights' shape.
+_WEIGHT_RANK = {"CONV_2D": (1, 4), "DEPTHWISE_CONV_2D": (1, 4), "CONV_3D": (1, 5), "FULLY_CONNECTED": (1, 2),
+                "TRANSPOSE_CONV": (1, 4)}
+
+
+def _check_weight_rank(where: str, op: Operator, tensors: tuple) -> None:
+    """Filters and FC weights have the rank their kernel reads (a rank-0 "weights" is a corrupt file)."""
+    if op.op not in _WEIGHT_RANK:
+        return
+    slot, rank = _WEIGHT_RANK[op.op]
+    t = tensors[op.inputs[slot]]
+    if len(t.shape) != rank:
+        raise InputError(where, f"{op.label} weights {t.name!r} of rank {rank}", f"shape {list(t.shape)}",
                          "the file is corrupt or was written by a broken tool")
 
 
