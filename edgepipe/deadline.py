@@ -9,12 +9,18 @@ line of the exit-code contract (exit 3, and the JSON document under
 being captured — and ends the process. The output folder stays whole (a
 build publishes it in one step, after conversion), the lock is released by
 the kernel, and the workers see their pipe close and exit.
+
+It also keeps Ctrl-C a Ctrl-C: TensorFlow turns a KeyboardInterrupt raised in
+its calibration callback into an ordinary error ("'NoneType' object is not
+callable"), which would read as a refused model (exit 2). If SIGINT arrived
+while the block ran, whatever the block raised leaves as KeyboardInterrupt (exit 130).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
 from contextlib import contextmanager
@@ -50,9 +56,32 @@ def give_up_after(seconds: float, what: str):
     timer = threading.Timer(seconds, expire)
     timer.daemon = True
     timer.start()
+    interrupted, previous = _watch_sigint()
     try:
         yield
+    except Exception:
+        if interrupted:
+            raise KeyboardInterrupt from None
+        raise
     finally:
         timer.cancel()
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         os.close(out)
         os.close(err)
+
+
+def _watch_sigint() -> tuple[list, object]:
+    """([True] once SIGINT arrives, the handler to restore); the handler still raises KeyboardInterrupt.
+
+    Only the main thread may set handlers: elsewhere nothing is watched (``([], None)``).
+    """
+    seen: list = []
+    if threading.current_thread() is not threading.main_thread():
+        return seen, None
+
+    def on_sigint(signum, frame):
+        seen.append(True)
+        raise KeyboardInterrupt
+
+    return seen, signal.signal(signal.SIGINT, on_sigint)
