@@ -128,6 +128,19 @@ class Accuracy(_Strict):
         default=1.0, ge=0, le=100, allow_inf_nan=False,
         description="Classification: percent of cross-checked eval samples whose top-1 class may differ "
                     "between the device runtime and the host reference.")
+    min_agreement: float | None = Field(
+        default=None, ge=0, le=100, allow_inf_nan=False,
+        description="Without labels, classification outputs: least percent of held-out samples whose top-1 "
+                    "class is the same for the quantized (or pruned) model and the float one. Default "
+                    "100 - max_drop: the top-1 drop cannot exceed the share of samples whose class changed.")
+    min_sqnr_db: float = Field(
+        default=15.0, allow_inf_nan=False,
+        description="Without labels, regression and raw outputs: least signal-to-quantization-noise ratio "
+                    "(dB) of each output against the float model on held-out samples.")
+    min_cosine: float | None = Field(
+        default=None, ge=-1, le=1, allow_inf_nan=False,
+        description="Without labels: least mean cosine similarity of each output against the float model "
+                    "(not checked when unset).")
 
 
 class Tflm(_Strict):
