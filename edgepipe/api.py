@@ -195,6 +195,21 @@ class InspectResult:
         }
 
 
+def render_report(out_dir: str | Path, *, lock_timeout: float = DEFAULT_TIMEOUT) -> Path:
+    """Render ``report.html`` again from ``report.json``; returns the page's path (no TensorFlow needed).
+
+    ``out_dir`` is a build's output folder (the page goes in through the same
+    all-or-nothing swap as a build, and the manifest lists its new sha256), a
+    folder holding a ``verify --report`` JSON, a report's JSON file, or the root
+    of a multi-target build (the comparison page, from each target's report).
+    No report there, or not one edgepipe wrote, is an
+    :class:`~edgepipe.errors.InputError` (exit 2).
+    """
+    from edgepipe.report_html.publish import rerender
+
+    return rerender(out_dir, lock_timeout)
+
+
 def inspect(path: str | Path, target: str | None = None, targets_dir: str | Path | None = None) -> InspectResult:
     """Read a .tflite (no TensorFlow) and, for a target, its backend's judgement.
 

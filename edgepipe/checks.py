@@ -32,6 +32,16 @@ class Check:
         return asdict(self)
 
 
+def verdict_of(checks: list[Check]) -> str:
+    """``failed`` if a check failed; ``unverified`` if nothing failed but accuracy could not be measured
+    (no data at all, or nothing to compare with); else ``passed``. A skipped accuracy check is never PASSED."""
+    if any(not c.passed for c in checks):
+        return "failed"
+    if any(c.name == "accuracy" and c.status == "skip" for c in checks):
+        return "unverified"
+    return "passed"
+
+
 def budget_check(name: str, measured: float, budget: float | None, unit: str,
                  source: str | None = None, what: str = "") -> Check:
     """measured <= budget, or skipped when the profile sets no budget."""

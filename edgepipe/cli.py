@@ -133,6 +133,16 @@ def targets_show(name, targets_dir, as_json) -> None:
         con.print(f"  {key}: {_human(key, value)}{mark}", soft_wrap=True)
 
 
+@targets.command("schema")
+@click.option("--project", is_flag=True, help="The schema of edgepipe.yaml instead of a target profile's.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (the schema is one in any case).")
+def targets_schema(project, as_json) -> None:
+    """Print the JSON Schema of a target profile (or edgepipe.yaml) for editors and pre-commit hooks."""
+    from edgepipe.config.json_schema import profile_schema, project_schema, schema_text
+
+    click.echo(schema_text(project_schema() if project else profile_schema()), nl=False)
+
+
 def _human(key: str, value) -> str:
     """Sizes, times and clocks as a person writes them."""
     from edgepipe.render import fmt_value
@@ -172,7 +182,7 @@ _output_options = _options(
     click.option("--targets-dir", type=click.Path(file_okay=False), help="Extra folder of profiles."),
 )
 _data_options = _options(
-    click.option("--task", type=click.Choice(["classification", "regression"])),
+    click.option("--task", type=click.Choice(["classification", "regression", "raw"])),
     click.option("--scale", type=float, help="Preprocess: multiply inputs by this."),
     click.option("--mean", type=float, help="Preprocess: subtract this after scaling."),
     click.option("--std", type=float, help="Preprocess: divide by this after subtracting the mean."),
@@ -349,6 +359,20 @@ def inspect(model, target, as_json, quiet, junit_xml, targets_dir) -> None:
     elif not quiet or code:
         inspect_summary(console(), res, quiet)
     sys.exit(code)
+
+
+@cli.command()
+@click.argument("path", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document naming the page written.")
+def report(path, as_json) -> None:
+    """Render report.html again from report.json (a build or verify folder, or the root of several targets)."""
+    from edgepipe import api
+
+    with _reporting(as_json, None, "edgepipe.report"):
+        page = api.render_report(path)
+    if as_json:
+        return _echo_json({"status": "ok", "exit_code": 0, "html": str(page)})
+    click.echo(f"wrote {page}")
 
 
 @cli.group(cls=_Group)

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as RichBar
 from rich.table import Table
 
-from edgepipe.checks import Check
+from edgepipe.checks import Check, verdict_of
 from edgepipe.pipeline.progress import Progress
 from edgepipe.units import format_size, format_time
 
@@ -88,6 +88,7 @@ def build_summary(con: Console, result, quiet: bool = False) -> None:
                       f".tflite, {sum(m['ops'].values())} ops ({', '.join(m['ops'])})")
         _accuracy_line(con, rep.get("accuracy"))
         _latency_line(con, rep.get("latency", {}).get("host"))
+        _estimate_line(con, rep.get("latency", {}).get("target"), rep.get("energy"))
         con.print(checks_table(result.report.checks))
         for name, path in result.artifacts.items():
             con.print(f"  wrote {path}")
@@ -106,6 +107,7 @@ def verify_summary(con: Console, result, quiet: bool = False) -> None:
                   f"{format_size(m['tflite_bytes'])}, {sum(m['ops'].values())} ops ({', '.join(m['ops'])})")
         _accuracy_line(con, rep.get("accuracy"))
         _latency_line(con, rep.get("latency", {}).get("host"))
+        _estimate_line(con, rep.get("latency", {}).get("target"), rep.get("energy"))
         con.print(checks_table(result.report.checks))
         for note in rep["notes"]:
             con.print(f"  [yellow]note:[/] {note}")
@@ -123,9 +125,10 @@ def inspect_summary(con: Console, res, quiet: bool = False) -> None:
                      else ""))
         con.print("ops: " + ", ".join(f"{k}×{v}" for k, v in m.op_counts.items()))
         table = Table("io", "name", "shape", "dtype", "scale", "zero point")
-        for role, ts in (("input", m.input_tensors), ("output", m.output_tensors)):
-            for t in ts:
-                table.add_row(role, t.name, str(list(t.shape)), t.dtype,
+        for role, ts, names in (("input", m.input_tensors, m.input_names), ("output", m.output_tensors,
+                                                                           m.output_names)):
+            for t, name in zip(ts, names):
+                table.add_row(role, name if name == t.name else f"{name} ({t.name})", str(list(t.shape)), t.dtype,
                               f"{t.scale[0]:.6g}" if t.scale else "-", str(t.zero_point[0]) if t.zero_point else "-")
         con.print(table)
         if res.checks:
@@ -170,6 +173,10 @@ def verdict(con: Console, checks: list[Check], where: str = "") -> None:
         con.print(f"[bold red]FAILED[/]{suffix} ({len(failed)} check{'s' if len(failed) > 1 else ''}): exit 1")
         for c in failed:
             con.print(f"  [red]✗[/] {c.name}: {c.detail}")
+    elif verdict_of(checks) == "unverified":
+        why = next(c.detail for c in checks if c.name == "accuracy")
+        con.print(f"[bold yellow]UNVERIFIED[/]{suffix}: every measured check within budget, but accuracy was not "
+                  f"measured ({why}): exit 0")
     else:
         con.print(f"[bold green]PASSED[/]{suffix}: every check within budget")
 
@@ -183,6 +190,10 @@ def _measured(check: Check | None) -> str:
 
 def _accuracy_line(con: Console, acc: dict | None) -> None:
     if not acc:
+        return
+    if "quantized" not in acc or len(acc.get("outputs", [])) > 1:
+        for out in acc.get("outputs", []):
+            _output_line(con, out, acc["samples"])
         return
     q = acc["quantized"]
     if acc["task"] == "classification" and "float" in acc:
@@ -199,7 +210,38 @@ def _accuracy_line(con: Console, acc: dict | None) -> None:
         con.print(f"  RMSE   {q['rmse']:.4g} on {acc['samples']} samples")
 
 
+def _output_line(con: Console, out: dict, samples: int) -> None:
+    """One output of a model judged per output: against its labels, else against the float model."""
+    figures = []
+    if "quantized" in out:
+        key = "top1" if out["task"] == "classification" else "rmse"
+        figures.append(f"{'top-1' if key == 'top1' else 'RMSE'} " + (
+            f"float {out['float'][key]:.4g} " if "float" in out else "") + f"quantized {out['quantized'][key]:.4g}")
+    if "agreement" in out:
+        figures.append(f"agreement {out['agreement']:.1f}%")
+    err = out.get("quantized_vs_float") or {}
+    if err.get("samples"):
+        figures.append(f"SQNR {err['sqnr_db']:.1f} dB, cosine {err['cosine_mean']:.4f}")
+    label = "labelled" if out.get("labelled") else "no labels"
+    con.print(f"  output {out['name']} ({out['task']}, {label}): {'; '.join(figures) or 'nothing to compare'} "
+              f"({samples} samples)")
+
+
 def _latency_line(con: Console, lat: dict | None) -> None:
     if lat:
         con.print(f"  latency {format_time(lat['median_s'])} median on this host ({lat['threads']} threads; "
                   "host-measured, not the device)")
+
+
+def _estimate_line(con: Console, lat: dict | None, energy: dict | None) -> None:
+    """The device estimate with its expected range: ``12.0 ms, expected 9.1–16.2 ms``; energy likewise."""
+    if not lat or "low_s" not in lat:
+        return
+    from edgepipe.units import format_energy
+
+    line = (f"  device {format_time(lat['seconds'])}, expected {format_time(lat['low_s'])}–"
+            f"{format_time(lat['high_s'])} ({lat['source']})")
+    if energy:
+        line += (f"; energy {format_energy(energy['joules'])}, expected {format_energy(energy['low_j'])}–"
+                 f"{format_energy(energy['high_j'])} at {energy['power_w'] * 1e3:.3g} mW ({energy['power_basis']})")
+    con.print(line)

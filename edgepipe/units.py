@@ -1,4 +1,4 @@
-"""Strict parsing of human sizes, times and frequencies used in profiles.
+"""Strict parsing of human sizes, times, frequencies, energies and powers used in profiles.
 
 ``512KiB`` and ``512KB`` are both sizes (binary and decimal); ``512 bananas``
 is an error that says which units exist. Plain numbers are accepted only
@@ -20,6 +20,8 @@ SIZE_UNITS = {
 }
 TIME_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0}
 FREQ_UNITS = {"Hz": 1.0, "kHz": 1e3, "MHz": 1e6, "GHz": 1e9}
+ENERGY_UNITS = {"nJ": 1e-9, "uJ": 1e-6, "µJ": 1e-6, "mJ": 1e-3, "J": 1.0}
+POWER_UNITS = {"uW": 1e-6, "µW": 1e-6, "mW": 1e-3, "W": 1.0}
 
 
 class UnitError(ValueError):
@@ -80,6 +82,25 @@ def parse_time(text: object) -> float:
 def parse_frequency(text: object) -> float:
     """Hertz from '240MHz' or '1.5GHz'."""
     return _parse(text, FREQ_UNITS, "frequency", bare_ok=False)
+
+
+def parse_energy(text: object) -> float:
+    """Joules from '150uJ', '2mJ' or '0.5J' (a bare number is refused: µJ or mJ?)."""
+    return _parse(text, ENERGY_UNITS, "quantity of energy", bare_ok=False)
+
+
+def parse_power(text: object) -> float:
+    """Watts from '40mW', '1.2W' or '850uW'."""
+    return _parse(text, POWER_UNITS, "power", bare_ok=False)
+
+
+def format_energy(joules: float) -> str:
+    """Readable energy: 0.000417 -> '417 µJ', 0.0292 -> '29.2 mJ'."""
+    if joules >= 1:
+        return f"{joules:.3g} J"
+    if joules >= 1e-3:
+        return f"{joules * 1e3:.3g} mJ"
+    return f"{joules * 1e6:.3g} µJ"
 
 
 def format_size(n: float) -> str:

@@ -110,15 +110,21 @@ class VerifyResult(ReportVerdict):
         return self.report.to_dict()
 
     def save(self, path: str | Path) -> Path:
-        """Write the report to ``path``; never onto the model file it judges (exit 2, the model untouched)."""
+        """Write the report to ``path`` and its page beside it (``.html``); never onto the model file it judges
+        (exit 2, the model untouched)."""
         import os
 
+        from edgepipe.report_html.publish import html_path_for, write_page
+
         model = Path(self.model.path)
-        if Path(path).absolute() == model.absolute() or (
-                os.path.exists(path) and os.path.exists(model) and os.path.samefile(path, model)):
-            raise InputError(str(path), "a report path other than the model being verified",
-                             f"the model itself ({model})", "pass another --report file, e.g. report.json")
-        return self.report.save(path)
+        for where in (Path(path), html_path_for(path)):
+            if where.absolute() == model.absolute() or (
+                    os.path.exists(where) and os.path.exists(model) and os.path.samefile(where, model)):
+                raise InputError(str(where), "a report path other than the model being verified",
+                                 f"the model itself ({model})", "pass another --report file, e.g. report.json")
+        saved = self.report.save(path)
+        write_page(html_path_for(saved), self.report.to_dict())
+        return saved
 
 
 def run_verify(path: str | Path, target: ResolvedTarget, project: ProjectConfig, gate: AccuracyGate = AccuracyGate(),
@@ -126,6 +132,8 @@ def run_verify(path: str | Path, target: ResolvedTarget, project: ProjectConfig,
     """Verify the ``.tflite`` at ``path``; the eval data is ``project.data.eval``."""
     from edgepipe.pipeline import check_stage
     from edgepipe.pipeline.inputs import BuildInputs, load_split
+    from edgepipe.data.samples import order_for
+    from edgepipe.pipeline.io_spec import resolve
 
     tfl = read_tflite(path)
     require_runtime(target.profile, "verifying")
@@ -133,14 +141,14 @@ def run_verify(path: str | Path, target: ResolvedTarget, project: ProjectConfig,
     with tempfile.TemporaryDirectory(prefix="edgepipe-verify-") as tmp:
         ctx = model_context(tfl, target, project, Path(tmp), progress, report)
         with ctx.stage("load"):
-            shape, n_out = _io(tfl, project.source_spec("eval") is not None)
-            n_classes = n_out if project.task == "classification" else None
-            ev = load_split(project, "eval", shape, need_labels=True, task=project.task, n_classes=n_classes)
-            ctx.inputs = BuildInputs(None, str(path), tfl.sha256, shape, n_out, None, ev)
+            io = resolve(project, _io(tfl), str(path), static=project.source_spec("eval") is not None)
+            ev = load_split(project, "eval", io, labelled=True)
+            ctx.inputs = BuildInputs(None, str(path), tfl.sha256, io, None, ev)
             report.inputs = ctx.inputs.hashes()
             report.sections["model"] = tflite_section(tfl)
             if ev is not None:
-                for note in check_against_input_range(ev.x, f"eval data {ev.where}", tfl.input_tensors[0]):
+                for note in (n for arr, t in zip(order_for(ev.x, tfl.input_names, str(path)), tfl.input_tensors)
+                             for n in check_against_input_range(arr, f"eval data {ev.where}", t)):
                     report.notes.append(note)
                     progress.note(note)
             if ev is not None and gate.baseline_eval_sha256 not in (None, ev.sha256):
@@ -191,35 +199,40 @@ def _target_section(target: ResolvedTarget) -> dict:
     return {"name": p.name, "chain": list(target.chain), "profile": p.to_dict()}
 
 
-def _io(tfl: TfliteModel, with_data: bool) -> tuple[tuple, int | None]:
-    """(input shape, classes) of a one-input, one-output model; any model when no data will be fed
-    (its static checks, memory and latency need none)."""
-    if with_data and (len(tfl.inputs) != 1 or len(tfl.outputs) != 1):
-        raise InputError(tfl.path, "a model with one input and one output to measure on eval data",
-                         f"{len(tfl.inputs)} inputs and {len(tfl.outputs)} outputs",
-                         "verify without --data for its static checks, memory and latency")
-    out = tfl.output_tensors[0].shape
-    return tuple(tfl.input_tensors[0].shape), (int(out[-1]) if out and out[-1] > 0 else None)
+def _io(tfl: TfliteModel) -> dict:
+    """The model's inputs and outputs by name (signature keys) with their shapes, as
+    :func:`edgepipe.keras_io.names.describe` gives them for a Keras model."""
+    def shapes(names, tensors):
+        return [[n, [d if d > 0 else None for d in t.shape_signature]] for n, t in zip(names, tensors)]
+
+    return {"inputs": shapes(tfl.input_names, tfl.input_tensors),
+            "outputs": shapes(tfl.output_names, tfl.output_tensors)}
 
 
 def _accuracy(ctx, gate: AccuracyGate) -> None:
     """The device's kernels on the eval data (the build's measurement), held to the gate."""
     from edgepipe.backends import backend_for
     from edgepipe.harness.device import run_on_device, without_data
-    from edgepipe.harness.harness import EvalData
+    from edgepipe.pipeline.evaluate import accuracy_check, split_data
 
-    ev, profile, task = ctx.inputs.eval, ctx.profile, ctx.project.task
+    ev, profile = ctx.inputs.eval, ctx.profile
     if ev is None:
         ctx.report.checks += without_data(Check("accuracy", "skip", detail="no eval data: accuracy was not "
                                                                            "verified (pass --data)"))
         return
-    n_classes = ctx.inputs.n_outputs if task == "classification" else None
-    data = EvalData(ev.x, ev.y, ev.where, task=task, n_classes=n_classes)
+    data = split_data(ev, ctx.inputs.io)
     backend = backend_for(profile)
     run = run_on_device(ctx.tflite, data, backend.plan, profile, arena=backend.runner_arena(ctx.tflite),
                         progress=ctx.progress)
     if run.acc is None:
         ctx.report.checks += run.not_measured()
         return
-    ctx.report.checks += [*gate.checks(run.acc, profile.accuracy, run.source), *run.cross]
+    if "quantized" in run.acc:  # one output, labelled: the gate's figures
+        checks = gate.checks(run.acc, profile.accuracy, run.source)
+    elif gate.min_accuracy is not None or gate.baseline is not None:
+        raise ConfigError("--min-accuracy/--baseline", "apply to a one-output model with labelled eval data",
+                          f"{len(ctx.tflite.outputs)} output(s), labels for {sorted(ev.labels) or 'none'}")
+    else:
+        checks = [accuracy_check(run.acc, profile.accuracy, run.source)]
+    ctx.report.checks += [*checks, *run.cross]
     ctx.report.sections["accuracy"] = run.acc

@@ -31,6 +31,17 @@ def digits_arrays():
 
 
 @pytest.fixture(scope="session")
+def keras_mod():
+    """Keras, imported once TensorFlow is (quietly) imported."""
+    from edgepipe.keras_io import import_tensorflow
+
+    import_tensorflow()
+    import keras
+
+    return keras
+
+
+@pytest.fixture(scope="session")
 def digits():
     """(x_train, y_train, x_eval, y_eval) in [0, 1], shape (N, 8, 8, 1)."""
     x, y = digits_arrays()

@@ -10,7 +10,8 @@ disagree about a model. A backend knows:
   static shapes where the runtime needs them) and its runtime's own static checks;
 - how **memory** is counted on that runtime (lifetime planner, measured TFLM arena,
   Vela's SRAM) and held to the budgets;
-- the **latency estimate** the latency budget is held to;
+- the **latency estimate** the latency budget is held to, and the **energy** estimate
+  (latency x the profile's active power) the energy budget is held to;
 - the **firmware facts**: which model the firmware embeds and the arena it reserves.
 
 :meth:`Backend.judge` returns all of it as one :class:`Judgement`; nothing is
@@ -120,3 +121,18 @@ class Backend:
 
     def latency_section(self, estimate) -> dict:
         return {"target": estimate.to_dict(), "budget_checked_against": estimate.source}
+
+    def estimate_checks(self, estimate) -> tuple[list[Check], dict]:
+        """The latency and energy checks of a device latency estimate, and their report sections.
+
+        Energy is the estimate times the profile's active power (``device.power``); without one the
+        energy check is skipped and says so.
+        """
+        from edgepipe.estimate import energy_check, estimate_energy, latency_check
+
+        energy = estimate_energy(estimate, self.profile)
+        checks = [latency_check(estimate, self.profile), energy_check(energy, self.profile, estimate.source)]
+        sections = {"latency": self.latency_section(estimate)}
+        if energy is not None:
+            sections["energy"] = energy.to_dict()
+        return checks, sections

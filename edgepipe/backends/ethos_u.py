@@ -39,7 +39,7 @@ class EthosUBackend(Backend):
                              firmware_note="no firmware sources: Vela could not compile the model")
 
     def _compiled(self, model: TfliteModel, checks: list[Check], sections: dict) -> Judgement:
-        from edgepipe.estimate.latency import latency_check, vela_latency
+        from edgepipe.estimate.latency import vela_latency
         from edgepipe.runtimes.vela import compile_vela, vela_checks
         from edgepipe.tflite.model import read_tflite
 
@@ -51,10 +51,11 @@ class EthosUBackend(Backend):
                 files[VELA_LAYERS] = vela.per_layer_csv.read_bytes()
         judged = [self._ram_with_cpu_ops(model, vela) if c.name == "ram" and vela.cpu_fallbacks else c
                   for c in vela_checks(vela, self.profile)]
-        checks = [*checks, *judged, latency_check(estimate, self.profile)]
+        estimated, estimate_sections = self.estimate_checks(estimate)
+        checks = [*checks, *judged, *estimated]
         sections["vela"] = {k: v for k, v in vela.to_dict().items()
                             if k not in ("output_path", "summary_csv", "per_layer_csv", "log_path")}
-        sections["latency"] = self.latency_section(estimate)
+        sections.update(estimate_sections)
         firmware = Firmware(files[VELA_MODEL], vela.sram_bytes, "estimate:vela:sram_memory_used")
         return Judgement(tuple(checks), sections, files, firmware)
 

@@ -1,4 +1,4 @@
-"""LiteRT on Linux and Android boards: XNNPACK kernels, lifetime-planner memory, cost-model latency."""
+"""LiteRT on Linux and Android boards: XNNPACK kernels, lifetime-planner memory, kernel-table latency and energy."""
 
 from __future__ import annotations
 
@@ -26,16 +26,16 @@ class LiteRTBackend(Backend):
         return RuntimePlan(XNNPACK, REFERENCE)
 
     def judge(self, model: TfliteModel, contract: IOContract) -> Judgement:
-        from edgepipe.estimate.latency import cost_model_latency, latency_check
+        from edgepipe.estimate.latency import cpu_latency
 
         plan = plan_memory(model)
-        estimate = cost_model_latency(model, self.profile.cost_model, self.profile.name, self.name)
+        estimated, estimate_sections = self.estimate_checks(cpu_latency(model, self.profile))
         checks = [*self.rule_checks(model, contract), self.flash_check(model.size, "model file"),
                   budget_check("ram", plan.peak_bytes, self.profile.memory.ram, "bytes", "estimate:lifetime-planner",
                                "peak activation memory" + (f" + {plan.persistent_bytes} B of state" if
                                                             plan.persistent_bytes else "")),
-                  latency_check(estimate, self.profile)]
-        sections = {"memory": self.memory_section(model), "latency": self.latency_section(estimate)}
+                  *estimated]
+        sections = {"memory": self.memory_section(model), **estimate_sections}
         return Judgement(tuple(checks), sections, firmware_note="LiteRT targets load the .tflite file itself")
 
     def host_latency(self, model_bytes: bytes, sample) -> dict | None:

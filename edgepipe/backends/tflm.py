@@ -1,4 +1,4 @@
-"""TensorFlow Lite Micro on microcontrollers: TFLM kernels, the measured arena, cost-model latency."""
+"""TensorFlow Lite Micro on microcontrollers: TFLM kernels, the measured arena, kernel-table latency and energy."""
 
 from __future__ import annotations
 
@@ -23,14 +23,13 @@ class TflmBackend(Backend):
         return RuntimePlan(TFLM, REFERENCE)
 
     def judge(self, model: TfliteModel, contract: IOContract) -> Judgement:
-        from edgepipe.estimate.latency import cost_model_latency, latency_check
+        from edgepipe.estimate.latency import cpu_latency
         from edgepipe.runtimes.tflm import tflm_checks
 
         rep = tflm_checks(model.data, self.profile)
-        estimate = cost_model_latency(model, self.profile.cost_model, self.profile.name, self.name)
-        checks = [*self.rule_checks(model, contract), *rep.checks, latency_check(estimate, self.profile)]
-        sections = {"memory": self.memory_section(model), "tflm": rep.to_dict(),
-                    "latency": self.latency_section(estimate)}
+        estimated, estimate_sections = self.estimate_checks(cpu_latency(model, self.profile))
+        checks = [*self.rule_checks(model, contract), *rep.checks, *estimated]
+        sections = {"memory": self.memory_section(model), "tflm": rep.to_dict(), **estimate_sections}
         if rep.arena is None:
             return Judgement(tuple(checks), sections,
                              firmware_note="no firmware sources: TFLite Micro could not run the model, "

@@ -56,9 +56,10 @@ class Preprocess(_Strict):
     input when data is loaded).
     """
 
-    scale: float = 1.0
-    mean: PerChannel = 0.0
-    std: PerChannel = 1.0
+    scale: float = Field(default=1.0, description="Multiplies every input first; not 0 (e.g. 1/255 for 8-bit pixels).")
+    mean: PerChannel = Field(default=0.0, description="Subtracted after scaling: a number or one per channel.")
+    std: PerChannel = Field(default=1.0, description=(
+        "Divides after subtracting the mean: above 0, a number or one per channel."))
 
     @field_validator("scale")
     @classmethod
@@ -75,12 +76,47 @@ class Preprocess(_Strict):
         return v
 
 
+class InputConfig(_Strict):
+    """One model input, by its Keras ``Input`` name (the .tflite's signature key)."""
+
+    array: str | None = Field(default=None, description=(
+        "Name of this input's array in the data files (.npz) or in the dict a data function returns; "
+        "default: the input's own name (for a one-input model, the data source's 'x')."))
+    shape: list[int] | None = Field(default=None, description=(
+        "Per-sample shape (no batch axis) that fixes the model's dynamic dimensions, e.g. [96, 96, 3] "
+        "for a None x None input; recorded in the report."))
+    preprocess: Preprocess | None = Field(default=None, description=(
+        "(x * scale - mean) / std for this input; default: the top-level preprocess."))
+
+    @field_validator("shape")
+    @classmethod
+    def _shape(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or min(v) < 1):
+            raise ValueError(f"expected a per-sample shape of sizes >= 1 (no batch axis), found {v!r}")
+        return v
+
+
+class OutputConfig(_Strict):
+    """One model output, by its Keras output name (the .tflite's signature key)."""
+
+    task: Literal["classification", "regression", "raw"] | None = Field(default=None, description=(
+        "classification (class scores), regression (values with targets) or raw (detector heads, "
+        "features: compared with the float model only). Default: the top-level task for a one-output "
+        "model or when set, else raw."))
+    labels: str | None = Field(default=None, description=(
+        "Name of this output's label array in the eval/train data (.npz) or in the labels dict a data "
+        "function returns; default 'y' for a one-output model, else none (then it is verified against "
+        "the float model: agreement, SQNR, cosine)."))
+
+
 class DataConfig(_Strict):
     """Source specs (see :mod:`edgepipe.data.sources`); their form is checked when the config loads."""
 
-    representative: Any = None
-    eval: Any = None
-    train: Any = None
+    representative: Any = Field(default=None, description=(
+        "Inputs for calibration (no labels needed); --rep-data on the command line."))
+    eval: Any = Field(default=None, description=(
+        "Held-out inputs with labels: accuracy is measured on them with the device's kernels; --eval-data."))
+    train: Any = Field(default=None, description="Training data, for fine-tuning after pruning; --train-data.")
 
     @field_validator("representative", "eval", "train")
     @classmethod
@@ -93,23 +129,37 @@ class DataConfig(_Strict):
 class QuantOverrides(_Strict):
     """Project-level overrides of the target's quantization defaults."""
 
-    scheme: Scheme | None = None
-    input_dtype: IODtype | None = None
-    output_dtype: IODtype | None = None
-    per_channel: bool | None = None
-    calibration_samples: int | None = Field(default=None, ge=1)
+    scheme: Scheme | None = Field(default=None, description="Converter scheme (int8, int16x8, float16, dynamic).")
+    input_dtype: IODtype | None = Field(default=None, description="Type of the model's input tensors.")
+    output_dtype: IODtype | None = Field(default=None, description="Type of the model's output tensors.")
+    per_channel: bool | None = Field(default=None, description="Per-channel weight scales.")
+    calibration_samples: int | None = Field(default=None, ge=1, description=(
+        "Representative samples used for calibration."))
 
 
 class ProjectConfig(_Strict):
-    model: str | None = None
-    task: Literal["classification", "regression"] = "classification"
-    target: str | list[str] | None = None
-    output: str = "edgepipe-out"
-    data: DataConfig = DataConfig()
-    preprocess: Preprocess = Preprocess()
-    quantization: QuantOverrides = QuantOverrides()
-    prune: PruneSettings | None = None
-    emit: list[Literal["c"]] = Field(default_factory=list)  # extra artifacts; MCU targets always get "c"
+    model: str | None = Field(default=None, description=(
+        "The trained model: .keras, .h5 or a SavedModel folder, relative to this file; --model."))
+    task: Literal["classification", "regression", "raw"] = Field(default="classification", description=(
+        "What the outputs are: class scores, values with targets, or raw (compared with the float model "
+        "only); --task."))
+    target: str | list[str] | None = Field(default=None, description=(
+        "Target profile name(s) or path(s) to build for when --target is not given."))
+    output: str = Field(default="edgepipe-out", description="Artifacts go to <output>/<target>/; --out.")
+    data: DataConfig = Field(default=DataConfig(), description=(
+        "Data sources: representative (calibration), eval (labelled), train (fine-tuning)."))
+    preprocess: Preprocess = Field(default=Preprocess(), description=(
+        "(x * scale - mean) / std, applied to every dataset before the model sees it."))
+    inputs: dict[str, InputConfig] = Field(default_factory=dict, description=(
+        "Per model input, by its Keras Input name: array name, shape, preprocessing."))
+    outputs: dict[str, OutputConfig] = Field(default_factory=dict, description=(
+        "Per model output, by its Keras output name: task and label array."))
+    quantization: QuantOverrides = Field(default=QuantOverrides(), description=(
+        "Overrides of the target's quantization defaults."))
+    prune: PruneSettings | None = Field(default=None, description=(
+        "Structured pruning before conversion (docs/pruning.md); none when absent."))
+    emit: list[Literal["c"]] = Field(default_factory=list, description=(
+        "Extra artifacts: 'c' = the model as a C array and an op resolver (always on for MCU and NPU targets)."))
     base_dir: Path = Field(default=Path("."), exclude=True)
     source: str = Field(default="(command line)", exclude=True)
 

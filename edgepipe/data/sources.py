@@ -13,6 +13,7 @@ until it is used; with ``lazy=True`` an image folder is too (:class:`LazyImages`
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import re
 from dataclasses import dataclass
@@ -123,6 +124,72 @@ def load_dataset(spec: SourceSpec, need_labels: bool = False, lazy: bool = False
     if ds.y is not None and not ds.y.shape:
         raise InputError(f"{ds.where} labels", "an array of labels, one per sample", "a single value")
     return ds
+
+
+@dataclass(frozen=True)
+class NamedArrays:
+    """Arrays found by name for a model with several inputs or outputs (see :func:`load_named`)."""
+
+    arrays: dict
+    labels: dict
+    where: str
+    digest: str
+
+
+def load_named(spec: SourceSpec, inputs: list[str], labels: list[str]) -> NamedArrays:
+    """The arrays named ``inputs`` (all required) and ``labels`` (those present) of an .npz or a data function.
+
+    A data function returns a dict of input arrays, or ``(inputs, labels)`` as two dicts; a missing
+    input names the arrays that exist instead.
+    """
+    if spec.callable:
+        found, found_labels, where = _named_from_callable(spec.callable)
+    elif spec.path is None or not spec.path.exists():
+        raise InputError(str(spec.path), "a data file", "no such file")
+    elif spec.path.suffix != ".npz":
+        raise InputError(str(spec.path), f"an .npz with one array per input ({', '.join(inputs)}) or a "
+                         "'module:function' returning a dict", f"a {spec.path.suffix or 'suffix-less'} "
+                         "file (one array cannot feed several inputs)")
+    else:
+        found, found_labels, where = _named_from_npz(spec.path, set(inputs) | set(labels))
+    missing = [k for k in inputs if k not in found]
+    if missing:
+        raise InputError(f"{where}", f"arrays named {inputs} (one per model input)", f"arrays {sorted(found)}",
+                         "name each input's array with inputs.<name>.array in edgepipe.yaml")
+    picked = {k: found[k] for k in inputs}
+    got_labels = {k: v for k, v in {**found, **found_labels}.items() if k in labels}
+    for key, value in (*picked.items(), *got_labels.items()):
+        if not getattr(value, "shape", ()):
+            raise InputError(f"{where}[{key}]", "an array of samples (batch axis first)", "a single value")
+    h = hashlib.sha256()
+    for key in sorted(picked) + sorted(got_labels):
+        a = np.ascontiguousarray((picked | got_labels)[key])
+        h.update(f"{key}{a.dtype.str}{a.shape};".encode() + memoryview(a).cast("B").tobytes())
+    return NamedArrays(picked, got_labels, where, h.hexdigest())
+
+
+def _named_from_npz(path: Path, wanted: set[str]) -> tuple[dict, dict, str]:
+    try:
+        arrays = np.load(path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - any failure means an unreadable file
+        raise InputError(str(path), "a readable .npz archive", _what(exc)) from None
+    if not isinstance(arrays, np.lib.npyio.NpzFile):
+        raise InputError(str(path), "a .npz archive of arrays", "a single .npy array", "save it with np.savez")
+    with arrays:
+        return {k: _npz_member(path, arrays, k) if k in wanted else None for k in arrays.keys()}, {}, str(path)
+
+
+def _named_from_callable(target: str) -> tuple[dict, dict, str]:
+    result = _call(target)
+    x, y = result if isinstance(result, tuple) and len(result) == 2 else (result, {})
+    if not isinstance(x, dict) or not isinstance(y, dict):
+        raise InputError(target, "a dict of input arrays, or (inputs, labels) as two dicts keyed by name",
+                         f"{type(x).__name__}" + (f" and {type(y).__name__}" if y != {} else ""))
+    try:
+        return ({str(k): np.asarray(v) for k, v in x.items()}, {str(k): np.asarray(v) for k, v in y.items()},
+                target)
+    except Exception as exc:  # noqa: BLE001 - ragged lists and the like
+        raise InputError(target, "arrays", f"values numpy cannot make an array of ({_what(exc)})") from None
 
 
 def _from_npz(spec: SourceSpec) -> Dataset:
@@ -259,18 +326,7 @@ class LazyImages:
 
 
 def _from_callable(target: str) -> Dataset:
-    module_name, func_name = target.split(":")
-    expected = "an importable 'package.module:function'"
-    try:
-        func = getattr(importlib.import_module(module_name), func_name)
-    except Exception as exc:  # noqa: BLE001 - whatever the user's module raises on import
-        raise InputError(target, expected, _what(exc)) from None
-    if not callable(func):
-        raise InputError(target, f"{expected} naming a function", f"a {type(func).__name__}")
-    try:
-        result = func()
-    except Exception as exc:  # noqa: BLE001 - the user's loader failed: their input, not edgepipe's bug
-        raise InputError(target, "a function that returns x or (x, y)", f"it raised {_what(exc)}") from None
+    result = _call(target)
     if isinstance(result, tuple) and len(result) == 2:
         x, y = result
     else:
@@ -281,3 +337,19 @@ def _from_callable(target: str) -> Dataset:
     except Exception as exc:  # noqa: BLE001 - ragged lists and the like
         raise InputError(target, "x or (x, y) as arrays", f"values numpy cannot make an array of ({_what(exc)})") from None
     return Dataset(x, y, target)
+
+
+def _call(target: str):
+    """What the user's data function returns (its import and call failures are their input's, exit 2)."""
+    module_name, func_name = target.split(":")
+    expected = "an importable 'package.module:function'"
+    try:
+        func = getattr(importlib.import_module(module_name), func_name)
+    except Exception as exc:  # noqa: BLE001 - whatever the user's module raises on import
+        raise InputError(target, expected, _what(exc)) from None
+    if not callable(func):
+        raise InputError(target, f"{expected} naming a function", f"a {type(func).__name__}")
+    try:
+        return func()
+    except Exception as exc:  # noqa: BLE001 - the user's loader failed: their input, not edgepipe's bug
+        raise InputError(target, "a function that returns x or (x, y)", f"it raised {_what(exc)}") from None

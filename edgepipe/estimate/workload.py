@@ -1,11 +1,22 @@
-"""What each operator of a .tflite asks of the hardware: MACs and bytes moved.
+"""What each operator of a .tflite asks of the hardware: MACs, outputs, bytes, and its kernel class.
 
 MACs are exact for the ops that dominate CNNs and MLPs (convolutions, fully
 connected, batch matmul, pools). Other ops are counted in *MAC-equivalents*
 per output element (``WORK_PER_ELEMENT``): coarse weights that say an int8
 ADD, which requantizes both inputs and its output, costs about as much as a
 dozen MACs, while a ReLU costs about one. Bytes moved are the bytes of every
-tensor the op reads (weights included) and writes. See docs/latency.md.
+tensor the op reads (weights included) and writes.
+
+The per-kernel cost model (:mod:`edgepipe.estimate.kernels`) needs more than
+MACs, because the same MAC count runs at very different speeds: each op also
+gets its **kernel class** (``conv``, ``conv_1x1``, ``conv_input`` for a first
+layer with 1-3 input channels, ``depthwise``, ``fully_connected``, ...), the
+length of the dimension its kernel vectorises over (``simd_dim``: a channel
+count that is not a multiple of the SIMD width wastes lanes), its output
+element count (requantization is paid per output), the elements an im2col
+convolution copies (``patch``) and weight vs activation bytes. This module
+decides the class of every op; what each class costs lives in the family
+tables. See docs/latency.md.
 """
 
 from __future__ import annotations
@@ -38,6 +49,14 @@ WORK_PER_ELEMENT: dict[str, float] = {
     "RESIZE_BILINEAR": 4.0,
 }
 DEFAULT_WORK_PER_ELEMENT = 1.0
+#: Kernel classes, in the order the cost tables list them.
+KERNELS = ("conv", "conv_1x1", "conv_input", "depthwise", "fully_connected", "pool", "elementwise",
+           "activation", "transcendental", "move", "other")
+_CLASS_OF_WORK = {12.0: "elementwise", 2.0: "activation", 0.0: "move", 4.0: "other"}
+_TRANSCENDENTAL = ("SOFTMAX", "LOG_SOFTMAX", "LOGISTIC", "TANH", "EXP", "LOG", "GELU", "HARD_SWISH", "ELU",
+                   "RSQRT", "SQRT", "L2_NORMALIZATION", "SIN", "COS")
+#: A convolution whose input has at most this many channels is a ``conv_input`` (RGB, grey, audio first layers).
+INPUT_LAYER_CHANNELS = 3
 _REDUCTIONS = ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD", "ARG_MAX", "ARG_MIN")
 _POOLS = ("AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D")
 _FLOAT = ("float32", "float16", "float64")
@@ -45,7 +64,13 @@ _FLOAT = ("float32", "float16", "float64")
 
 @dataclass(frozen=True)
 class OpWorkload:
-    """One op's demand. ``macs``: exact MACs or MAC-equivalents (``exact`` says which)."""
+    """One op's demand. ``macs``: exact MACs or MAC-equivalents (``exact`` says which).
+
+    ``kernel``: its class (:data:`KERNELS`); ``simd_dim``: the length of the dimension
+    its kernel vectorises over; ``out_elems``: output elements; ``patch``: elements an
+    im2col convolution copies (0 otherwise); ``weight_bytes``/``act_bytes`` split ``bytes``
+    into constant (flash) and activation (RAM) traffic.
+    """
 
     index: int
     op: str
@@ -54,6 +79,12 @@ class OpWorkload:
     bytes: int
     dtype: str
     exact: bool
+    kernel: str = "other"
+    simd_dim: int = 1
+    out_elems: int = 0
+    patch: int = 0
+    weight_bytes: int = 0
+    act_bytes: int = 0
 
     @property
     def is_float(self) -> bool:
@@ -72,10 +103,14 @@ def op_workloads(model: TfliteModel) -> list[OpWorkload]:
         ins = [model.tensors[i] for i in op.inputs if i >= 0]
         outs = [model.tensors[i] for i in op.outputs if i >= 0]
         acts = [t for t in ins if not t.is_constant] or ins
+        weights = sum(t.nbytes for t in ins if t.is_constant)
+        total = sum(t.nbytes for t in ins + outs)
+        kernel, simd, patch = _kernel(model, op)
         out.append(OpWorkload(
             index=op.index, op=op.op, name=outs[0].name if outs else f"op{op.index}",
-            macs=float(macs), bytes=sum(t.nbytes for t in ins + outs),
-            dtype=acts[0].dtype if acts else "int8", exact=exact,
+            macs=float(macs), bytes=total, dtype=acts[0].dtype if acts else "int8", exact=exact,
+            kernel=kernel, simd_dim=simd, out_elems=prod(_shape(model, op.outputs[0])) if op.outputs else 0,
+            patch=patch, weight_bytes=weights, act_bytes=total - weights,
         ))
     return out
 
@@ -121,3 +156,38 @@ def _macs(model: TfliteModel, op: Operator, opts) -> tuple[float, bool]:
     if name in _REDUCTIONS:
         return prod(_shape(model, op.inputs[0])), True
     return out_elems * WORK_PER_ELEMENT.get(name, DEFAULT_WORK_PER_ELEMENT), False
+
+
+def _kernel(model: TfliteModel, op: Operator) -> tuple[str, int, int]:
+    """(kernel class, SIMD dimension, im2col elements) of one op: the features its kernel's speed depends on.
+
+    The SIMD dimension is what the optimized kernels vectorise over: the im2col row
+    (KH x KW x Cin) of a convolution, the input channels of a 1x1 convolution or a
+    fully connected layer, the channels of a depthwise convolution, the innermost
+    axis of an elementwise op. The im2col count is what a patch-gathering kernel
+    copies: KH x KW x Cin per output pixel of a convolution, KH x KW per output of a
+    depthwise convolution (whether a family's kernel copies is its table's ``patch``).
+    """
+    name = op.op
+    out = (_shape(model, op.outputs[0]) if op.outputs else ()) or (1,)  # a scalar output: one lane
+    if name in ("CONV_2D", "CONV_3D", "TRANSPOSE_CONV"):
+        f = _shape(model, op.inputs[1])
+        cin, k = (f[-2], prod(f[:-1])) if name == "CONV_3D" else (f[-1], prod(f[1:]))
+        cout = f[-1] if name == "CONV_3D" else f[0]
+        pixels = prod(out) // max(cout, 1)
+        if name == "CONV_2D" and f[1] == f[2] == 1:
+            return "conv_1x1", cin, 0
+        kind = "conv_input" if cin <= INPUT_LAYER_CHANNELS else "conv"
+        return kind, k, pixels * k
+    if name == "DEPTHWISE_CONV_2D":  # kernels that gather each output's taps into a buffer copy one element per MAC
+        f = _shape(model, op.inputs[1])
+        return "depthwise", f[-1], prod(out) * f[1] * f[2]
+    if name in ("FULLY_CONNECTED", "BATCH_MATMUL"):
+        return "fully_connected", _shape(model, op.inputs[1])[-1] if name == "FULLY_CONNECTED" else \
+            _shape(model, op.inputs[0])[-1], 0
+    if name in _POOLS or name in _REDUCTIONS:
+        return "pool", out[-1], 0
+    if name in _TRANSCENDENTAL:
+        return "transcendental", out[-1], 0
+    work = WORK_PER_ELEMENT.get(name, DEFAULT_WORK_PER_ELEMENT)
+    return _CLASS_OF_WORK.get(work, "other"), out[-1], 0

@@ -57,10 +57,11 @@ def without_data(accuracy: Check) -> list[Check]:
 
 def run_on_device(tfl: TfliteModel, data: EvalData, plan: RuntimePlan, profile: TargetProfile, *,
                   float_fn=None, arena: int | None = None, progress: Progress = SILENT,
-                  label: str = "evaluating", cross_check: bool = True) -> DeviceRun:
+                  label: str = "evaluating", cross_check: bool = True, original_fn=None) -> DeviceRun:
     """Evaluate ``tfl`` on ``data`` with ``plan.device``, cross-checked with ``plan.reference``.
 
-    ``arena``: the TFLM arena the firmware reserves (the backend's), used by a TFLM runner.
+    ``arena``: the TFLM arena the firmware reserves (the backend's), used by a TFLM runner;
+    ``original_fn``: the unpruned float model's outputs, when the model was pruned.
     """
     from edgepipe.pipeline.evaluate import eval_threads
 
@@ -70,7 +71,7 @@ def run_on_device(tfl: TfliteModel, data: EvalData, plan: RuntimePlan, profile: 
         device = _runner(plan.device, tfl, eval_threads(profile), arena, runners)
         reference, why = (_reference(plan, tfl, arena, runners) if cross_check else (None, "not asked"))
         run.acc = evaluate(data, float_fn, device, tfl, reference=reference, reference_samples=REFERENCE_SAMPLES,
-                           progress=progress, label=label)
+                           progress=progress, label=label, original_fn=original_fn)
     except RuntimeFailure as exc:
         run.failure = f"the device runtime {exc}"
         return run

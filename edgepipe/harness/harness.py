@@ -22,6 +22,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from edgepipe.data import samples
 from edgepipe.data.sources import Dataset
 from edgepipe.data.validate import apply_preprocess, check_labels, prepare_inputs
 from edgepipe.pipeline.progress import SILENT, Progress
@@ -35,16 +36,29 @@ CHUNK_BYTES = 64 << 20  # float32 samples read at once
 FLOAT_CACHE_BYTES = 256 << 20
 
 
+@dataclass(frozen=True)
+class OutputJudge:
+    """How one model output is judged: by ``task`` against its labels when the data has them, else
+    against the float model (``name`` None: the model's only output)."""
+
+    name: str | None
+    task: str = "classification"
+    n_classes: int | None = None
+
+
 @dataclass
 class EvalData:
-    """Samples shaped like the model input and optional labels, read in chunks.
+    """Samples shaped like the model inputs and optional labels, read in chunks.
 
     ``x`` is anything with ``len``/``shape`` and slicing: an array, a
-    memory-mapped ``.npy`` or a lazy image folder. ``preprocess`` is
-    ``(scale, mean, std)``, applied per chunk; ``input_shape`` (batch first)
+    memory-mapped ``.npy``, a lazy image folder, or
+    :class:`~edgepipe.data.samples.Samples` for several inputs. ``preprocess``
+    is ``(scale, mean, std)``, applied per chunk; ``input_shape`` (batch first)
     checks each chunk's shape and values as the build's loader does.
     ``chunk_size`` defaults to what fits :data:`CHUNK_BYTES` as float32, at most
-    :data:`MAX_CHUNK` samples.
+    :data:`MAX_CHUNK` samples. A one-output model is judged by ``task`` against
+    ``y``; several outputs by ``outputs`` (one :class:`OutputJudge` each,
+    matched to the ``.tflite`` by name) against ``labels`` (by output name).
     """
 
     x: object
@@ -55,51 +69,66 @@ class EvalData:
     task: str = "classification"
     n_classes: int | None = None
     chunk_size: int | None = None
+    outputs: tuple[OutputJudge, ...] = ()
+    labels: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.chunk_size:
-            sample = 4 * int(np.prod(self.x.shape[1:], dtype=np.int64))
-            self.chunk_size = max(1, min(MAX_CHUNK, CHUNK_BYTES // max(sample, 1)))
+            self.chunk_size = max(1, min(MAX_CHUNK, CHUNK_BYTES // max(samples.sample_bytes(self.x), 1)))
+        if not self.outputs:
+            self.outputs = (OutputJudge(None, self.task, self.n_classes),)
+            self.labels = {None: self.y} if self.y is not None else {}
 
     @classmethod
     def from_dataset(cls, ds: Dataset, input_shape: tuple, preprocess=None, task: str = "classification",
                      n_classes: int | None = None, chunk_size: int | None = None) -> "EvalData":
         return cls(ds.x, ds.y, ds.where, preprocess, input_shape, task, n_classes, chunk_size)
 
-    def __len__(self) -> int:
-        return int(self.x.shape[0])
+    @property
+    def labelled(self) -> bool:
+        return bool(self.labels)
 
-    def chunks(self) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
-        """(start index, float32 samples, labels or None), chunk by chunk."""
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def chunks(self) -> Iterator[tuple[int, object, dict]]:
+        """(start index, float32 samples, labels by output name), chunk by chunk."""
         for start in range(0, len(self), self.chunk_size):
             yield (start, *self._read(slice(start, start + self.chunk_size)))
 
-    def take(self, n: int) -> np.ndarray:
+    def take(self, n: int):
         """``n`` evenly spaced samples (all if fewer), for probes and attribution."""
         return self.at(np.linspace(0, len(self) - 1, min(n, len(self))).round().astype(int))
 
-    def at(self, indices) -> np.ndarray:
+    def at(self, indices):
         """The samples at ``indices`` (sorted, duplicates dropped)."""
         idx = np.unique(np.asarray(indices, int))
-        return np.concatenate([self._read(slice(i, i + 1))[0] for i in idx]) if len(idx) else np.zeros((0,))
+        if not len(idx):
+            return np.zeros((0,))
+        return samples.concat([self._read(slice(i, i + 1))[0] for i in idx])
 
-    def _read(self, sl: slice) -> tuple[np.ndarray, np.ndarray | None]:
+    def _read(self, sl: slice) -> tuple[object, dict]:
         x = self.x[sl]
-        if self.input_shape is not None:
-            x = prepare_inputs(Dataset(np.asarray(x), None, self.where), self.input_shape, "eval")
-        x = np.asarray(x, np.float32)
-        if self.preprocess is not None:
-            x = apply_preprocess(x, *self.preprocess)
-        y = None
-        if self.y is not None:
-            y = np.asarray(self.y[sl])
+        if isinstance(x, samples.Samples):
+            x = samples.as_float32(x)
+        else:
             if self.input_shape is not None:
-                y = check_labels(Dataset(x, y, self.where), len(x), self.task, self.n_classes)
-        return x, y
+                x = prepare_inputs(Dataset(np.asarray(x), None, self.where), self.input_shape, "eval")
+            x = np.asarray(x, np.float32)
+            if self.preprocess is not None:
+                x = apply_preprocess(x, *self.preprocess)
+        ys = {}
+        for judge in self.outputs:
+            if judge.name in self.labels:
+                y = np.asarray(self.labels[judge.name][sl])
+                if self.input_shape is not None:
+                    y = check_labels(Dataset(x, y, self.where), len(x), judge.task, judge.n_classes)
+                ys[judge.name] = y
+        return x, ys
 
 
 class FloatOutputs:
-    """The float Keras model's outputs per chunk, kept when they fit ``FLOAT_CACHE_BYTES``.
+    """The float Keras model's outputs per chunk, by output name, kept when they fit ``FLOAT_CACHE_BYTES``.
 
     :func:`float_outputs` hands out one instance per (model, data) pair, so
     the accuracy-aware loop and the verify stage of one build run the float
@@ -107,19 +136,23 @@ class FloatOutputs:
     """
 
     def __init__(self, model):
+        from edgepipe.keras_io.names import input_names
+
         self.model = model
-        self._kept: dict[int, list[np.ndarray]] = {}
+        self.input_names = input_names(model)
+        self._kept: dict[int, dict[str, np.ndarray]] = {}
         self._bytes = self._batch = 0
 
-    def __call__(self, start: int, x: np.ndarray) -> list[np.ndarray]:
-        if start in self._kept and len(self._kept[start][0]) == len(x):
+    def __call__(self, start: int, x) -> dict[str, np.ndarray]:
+        from edgepipe.keras_io.names import named_outputs
+
+        if start in self._kept and len(next(iter(self._kept[start].values()))) == len(x):
             return self._kept[start]
         self._batch = max(self._batch, len(x))
-        pad = np.zeros((self._batch - len(x), *x.shape[1:]), x.dtype)  # one traced shape for every chunk
-        out = self.model.predict_on_batch(np.concatenate([x, pad]) if len(pad) else x)
-        outs = list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, (list, tuple)) else [out]
-        outs = [np.asarray(o, np.float32)[: len(x)] for o in outs]
-        size = sum(o.nbytes for o in outs)
+        feed = samples.order_for(samples.pad(x, self._batch), self.input_names, f"model {self.model.name!r}")
+        out = self.model.predict_on_batch(feed if len(feed) > 1 else feed[0])  # one traced shape for every chunk
+        outs = {k: np.asarray(v, np.float32)[: len(x)] for k, v in named_outputs(self.model, out).items()}
+        size = sum(o.nbytes for o in outs.values())
         if self._bytes + size <= FLOAT_CACHE_BYTES:
             self._kept[start] = outs
             self._bytes += size
@@ -127,50 +160,99 @@ class FloatOutputs:
 
 
 _LAST: list = []  # [(weakref(model), weakref(x), FloatOutputs)]: the current build's float outputs
+_KEEP = 2          # the model being built and, after pruning, the original
 
 
 def float_outputs(model, data: EvalData) -> FloatOutputs:
     """The :class:`FloatOutputs` of ``model`` on ``data.x`` (the same object while both live)."""
-    if _LAST:
-        model_ref, x_ref, cached = _LAST[0]
+    for model_ref, x_ref, cached in _LAST:
         if model_ref() is model and x_ref() is data.x:
             return cached
     fresh = FloatOutputs(model)
     try:
-        _LAST[:] = [(weakref.ref(model), weakref.ref(data.x), fresh)]
+        _LAST[:] = [(weakref.ref(model), weakref.ref(data.x), fresh), *_LAST][:_KEEP]
     except TypeError:  # not weak-referenceable: no reuse
-        _LAST.clear()
+        pass
     return fresh
 
 
 @dataclass
 class _OutputStats:
+    """Every figure of one output: against its labels, the float model(s) and the reference runtime."""
+
     name: str
+    judge: OutputJudge
     vs_float: metrics.ErrorStats = field(default_factory=metrics.ErrorStats)
+    agree: metrics.AgreementStats = field(default_factory=metrics.AgreementStats)
+    vs_original: metrics.ErrorStats = field(default_factory=metrics.ErrorStats)
+    agree_original: metrics.AgreementStats = field(default_factory=metrics.AgreementStats)
+    labels_f: object = None
+    labels_q: object = None
     lsb: metrics.LsbStats = field(default_factory=metrics.LsbStats)
     vs_reference: metrics.ErrorStats = field(default_factory=metrics.ErrorStats)
+    runtime_agree: metrics.AgreementStats = field(default_factory=metrics.AgreementStats)
+
+    def __post_init__(self):
+        self.labels_f, self.labels_q = (_label_stats(self.judge.task, self.judge.n_classes) for _ in range(2))
+
+    @property
+    def classification(self) -> bool:
+        return self.judge.task == "classification"
+
+    def add(self, q: np.ndarray, f: np.ndarray | None, y: np.ndarray | None, orig: np.ndarray | None) -> None:
+        if y is not None:
+            self.labels_q.update(y, q)
+            if f is not None:
+                self.labels_f.update(y, f)
+        if f is not None:
+            self.vs_float.update(f, q)
+            if self.classification:
+                self.agree.update(f, q)
+        if orig is not None:
+            self.vs_original.update(orig, q)
+            if self.classification:
+                self.agree_original.update(orig, q)
+
+    def result(self, labelled: bool, with_float: bool, with_original: bool) -> dict:
+        out: dict = {"name": self.name, "task": self.judge.task, "labelled": labelled}
+        if with_float:
+            out["quantized_vs_float"] = self.vs_float.result()
+            if self.classification:
+                out["agreement"] = self.agree.result()
+        if with_original:
+            out["quantized_vs_original"] = {**self.vs_original.result(), **(
+                {"agreement": self.agree_original.result()} if self.classification else {})}
+        if labelled:
+            if with_float:
+                out["float"] = self.labels_f.result()
+            out["quantized"] = self.labels_q.result()
+            if self.classification and self.labels_q.matrix is not None:
+                out["confusion_matrix"] = self.labels_q.matrix.tolist()
+        return out
 
 
-def evaluate(data: EvalData, float_fn: Callable[[int, np.ndarray], list[np.ndarray]] | None, runner: Runner,
-             tfl: TfliteModel, *, reference: Runner | None = None, reference_samples: int | None = None,
-             progress: Progress = SILENT, label: str = "evaluating") -> dict:
+def evaluate(data: EvalData, float_fn: Callable | None, runner: Runner, tfl: TfliteModel, *,
+             reference: Runner | None = None, reference_samples: int | None = None,
+             progress: Progress = SILENT, label: str = "evaluating", original_fn: Callable | None = None) -> dict:
     """The report's accuracy section for ``runner`` (and ``reference``, if given) on ``data``.
 
-    ``float_fn`` (the float model's outputs per chunk) is None when only the
-    ``.tflite`` is at hand (``edgepipe verify``): there is then nothing to compare
-    with but the labels. ``reference`` runs on at most ``reference_samples``
-    evenly spread samples (all when None); its integer outputs are compared with
-    ``runner``'s, element by element (LSBs) and by top-1 class. If the reference
-    runtime fails mid-way, the cross-check stops and says why; the device
-    runner's own failures propagate (:class:`~edgepipe.runtimes.isolated.RuntimeFailure`).
+    ``float_fn`` (the float model's outputs per chunk, by name) is None when
+    only the ``.tflite`` is at hand (``edgepipe verify``): there is then
+    nothing to compare with but the labels. ``original_fn``: the unpruned
+    float model's, when the model was pruned. ``reference`` runs on at most
+    ``reference_samples`` evenly spread samples (all when None); its integer
+    outputs are compared with ``runner``'s, element by element (LSBs) and by
+    top-1 class. If the reference runtime fails mid-way, the cross-check stops
+    and says why; the device runner's own failures propagate
+    (:class:`~edgepipe.runtimes.isolated.RuntimeFailure`).
     """
     n = len(data)
     every = max(1, math.ceil(n / reference_samples)) if reference_samples else 1
-    acc = _Accumulators(data, tfl, float_fn is not None, reference is not None)
+    acc = _Accumulators(data, tfl, float_fn is not None, reference is not None, original_fn is not None)
     with progress.task(label, n) as update:
-        for start, x, y in data.chunks():
+        for start, x, ys in data.chunks():
             raw = runner.raw(x)
-            acc.add(start, x, y, raw, float_fn(start, x) if float_fn else None)
+            acc.add(raw, ys, float_fn(start, x) if float_fn else None, original_fn(start, x) if original_fn else None)
             pick = np.flatnonzero((np.arange(start, start + len(x)) % every) == 0)
             if reference is not None and len(pick) and acc.reference_failure is None:
                 acc.cross(reference, x, raw, pick, start)
@@ -179,30 +261,23 @@ def evaluate(data: EvalData, float_fn: Callable[[int, np.ndarray], list[np.ndarr
 
 
 class _Accumulators:
-    """Every figure of one evaluation, fed chunk by chunk."""
+    """Every figure of one evaluation, fed chunk by chunk; outputs in the .tflite's order."""
 
-    def __init__(self, data: EvalData, tfl: TfliteModel, with_float: bool, with_reference: bool):
-        self.task, self.n, self.tfl = data.task, len(data), tfl
-        self.labelled, self.with_float, self.with_reference = data.y is not None, with_float, with_reference
+    def __init__(self, data: EvalData, tfl: TfliteModel, with_float: bool, with_reference: bool,
+                 with_original: bool = False):
+        self.n, self.tfl, self.data = len(data), tfl, data
+        self.with_float, self.with_reference, self.with_original = with_float, with_reference, with_original
         self.params = [_qparams(t) for t in tfl.output_tensors]
-        self.per_out = [_OutputStats(t.name) for t in tfl.output_tensors]
-        self.labels_f, self.labels_q = _label_stats(self.task, data.n_classes), _label_stats(self.task, data.n_classes)
-        self.agree, self.runtime_agree = metrics.AgreementStats(), metrics.AgreementStats()
+        judges = _match_judges(data.outputs, tfl)
+        self.per_out = [_OutputStats(name, judge) for name, judge in zip(tfl.output_names, judges)]
         self.reference_failure: str | None = None
 
-    def add(self, start: int, x, y, raw: list[np.ndarray], float_outs: list[np.ndarray] | None) -> None:
+    def add(self, raw: list[np.ndarray], ys: dict, float_outs: dict | None, original: dict | None) -> None:
         q = [dequantize(r, *p) for r, p in zip(raw, self.params)]
-        if y is not None:
-            self.labels_q.update(y, q[0])
-        if float_outs is None:
-            return
-        f = _align(float_outs, self.tfl)
-        for o, stats in enumerate(self.per_out):
-            stats.vs_float.update(f[o], q[o])
-        if y is not None:
-            self.labels_f.update(y, f[0])
-        if self.task == "classification":
-            self.agree.update(f[0], q[0])
+        f = _align(float_outs, self.tfl) if float_outs is not None else [None] * len(q)
+        o = _align(original, self.tfl) if original is not None else [None] * len(q)
+        for k, stats in enumerate(self.per_out):
+            stats.add(q[k], f[k], ys.get(stats.judge.name), o[k])
 
     def cross(self, reference: Runner, x, raw: list[np.ndarray], pick: np.ndarray, start: int) -> None:
         from edgepipe.runtimes.isolated import RuntimeFailure
@@ -216,26 +291,23 @@ class _Accumulators:
             ref_q, dev_q = dequantize(ref_raw[o], *self.params[o]), dequantize(raw[o][pick], *self.params[o])
             stats.lsb.update(raw[o][pick], ref_raw[o], start + pick)
             stats.vs_reference.update(ref_q, dev_q)
-            if o == 0 and self.task == "classification":
-                self.runtime_agree.update(ref_q, dev_q)
+            if stats.classification:
+                stats.runtime_agree.update(ref_q, dev_q)
 
     def section(self) -> dict:
-        """Float vs labels (``float``), quantized vs labels (``quantized``), quantized vs float
-        (``agreement``, ``output_error``, per output in ``outputs``), device vs reference (``cross_check``)."""
-        acc: dict = {"task": self.task, "samples": self.n}
-        if self.with_float:
-            acc["output_error"] = self.per_out[0].vs_float.result()
-        if self.labelled:
+        """Per output (``outputs``): vs labels (``float``, ``quantized``), vs float (``quantized_vs_float``,
+        ``agreement``), vs the unpruned model; device vs reference (``cross_check``). A one-output model
+        also has its figures at the top level, as the report always had them."""
+        labelled = {s.judge.name for s in self.per_out if s.judge.name in self.data.labels}
+        outs = [s.result(s.judge.name in labelled, self.with_float, self.with_original) for s in self.per_out]
+        acc: dict = {"task": self.per_out[0].judge.task if len(self.per_out) == 1 else "several",
+                     "samples": self.n, "labelled": bool(labelled)}
+        if len(outs) == 1:
+            first = outs[0]
             if self.with_float:
-                acc["float"] = self.labels_f.result()
-            acc["quantized"] = self.labels_q.result()
-        if self.task == "classification":
-            if self.with_float:
-                acc["agreement"] = self.agree.result()
-            if self.labelled and self.labels_q.matrix is not None:
-                acc["confusion_matrix"] = self.labels_q.matrix.tolist()
-        acc["outputs"] = [{"name": s.name, **({"quantized_vs_float": s.vs_float.result()} if self.with_float else {})}
-                          for s in self.per_out]
+                acc["output_error"] = first["quantized_vs_float"]
+            acc.update({k: first[k] for k in ("float", "quantized", "agreement", "confusion_matrix") if k in first})
+        acc["outputs"] = outs
         if self.with_reference:
             self._cross_section(acc)
         return acc
@@ -246,11 +318,26 @@ class _Accumulators:
         worst = sorted({i for s in self.per_out for _, i in s.lsb.worst})
         cross = {"max_lsb": max(s.lsb.max_lsb for s in self.per_out), "samples": self.per_out[0].lsb.samples,
                  "worst_samples": worst}
-        if self.task == "classification" and self.runtime_agree.samples:
-            cross["top1_disagreement_pct"] = 100.0 - self.runtime_agree.result()
+        agree = [s.runtime_agree for s in self.per_out if s.classification and s.runtime_agree.samples]
+        if agree:
+            cross["top1_disagreement_pct"] = max(100.0 - a.result() for a in agree)
         if self.reference_failure:
             cross["reference_failure"] = self.reference_failure
         acc["cross_check"] = cross
+
+
+def _match_judges(judges: tuple[OutputJudge, ...], tfl: TfliteModel) -> list[OutputJudge]:
+    """Each .tflite output's judge, by name; a lone unnamed judge is the model's only output's."""
+    names = tfl.output_names
+    if len(judges) == 1 and judges[0].name is None:
+        if len(names) != 1:
+            return [judges[0]] + [OutputJudge(n, "raw") for n in names[1:]]
+        return [judges[0]]
+    by_name = {j.name: j for j in judges}
+    missing = [j.name for j in judges if j.name not in names]
+    if missing:
+        raise ValueError(f"the .tflite has outputs {names}, but the config names {missing}")
+    return [by_name.get(n, OutputJudge(n, "raw")) for n in names]
 
 
 def _label_stats(task: str, n_classes: int | None):
@@ -261,13 +348,19 @@ def _qparams(t) -> tuple[float, int]:
     return (t.scale[0] if t.scale else 1.0), (t.zero_point[0] if t.zero_point else 0)
 
 
-def _align(float_outs: list[np.ndarray], tfl: TfliteModel) -> list[np.ndarray]:
-    """Keras outputs in the .tflite's output order (matched by per-sample shape where unambiguous)."""
-    want = [tuple(t.shape[1:]) for t in tfl.output_tensors]
-    if len(float_outs) != len(want):
-        raise ValueError(f"the float model has {len(float_outs)} outputs, the .tflite {len(want)}")
-    got = [tuple(o.shape[1:]) for o in float_outs]
-    if got == want or len(set(got)) != len(got):
-        return float_outs
-    by_shape = {s: o for s, o in zip(got, float_outs)}
-    return [by_shape.get(s, o) for s, o in zip(want, float_outs)]
+def _align(float_outs: dict, tfl: TfliteModel) -> list[np.ndarray]:
+    """The float model's outputs in the .tflite's output order: by name (the converter keeps the Keras
+    names as signature keys), else by per-sample shape where that is unambiguous."""
+    names, values = tfl.output_names, list(float_outs.values())
+    if len(values) != len(names):
+        raise ValueError(f"the float model has {len(values)} outputs, the .tflite {len(names)}")
+    if len(values) == 1:
+        return values
+    if set(names) == set(float_outs):
+        return [float_outs[n] for n in names]
+    want, got = [tuple(t.shape[1:]) for t in tfl.output_tensors], [tuple(v.shape[1:]) for v in values]
+    if len(set(got)) != len(got):
+        raise ValueError(f"the float model's outputs {list(float_outs)} cannot be matched to the .tflite's "
+                         f"{names}: neither names nor shapes tell them apart")
+    by_shape = dict(zip(got, values))
+    return [by_shape.get(s, v) for s, v in zip(want, values)]

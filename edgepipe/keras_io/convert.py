@@ -71,17 +71,34 @@ def _convert(model, rep_x: np.ndarray | None, settings: ConvertSettings, on_samp
 
 
 def _converter(model, tf):
-    """A converter for ``model`` with its batch axis fixed to 1.
+    """A converter for ``model`` with each input's batch axis fixed to 1.
 
-    Wrapping the model in a functional model whose Input has batch 1 keeps
+    Wrapping the model in a functional model whose Inputs have batch 1 keeps
     Keras 3's own export path (``from_keras_model``), which freezes variables;
-    a hand-made concrete function would leave READ_VARIABLE ops behind.
+    a hand-made concrete function would leave READ_VARIABLE ops behind. The
+    signature keys are the Keras names: the inputs keep their ``Input`` names
+    and several outputs become a dict keyed by the model's output names, so
+    data and outputs are matched by name though the converter reorders them.
     """
     import keras
 
-    inp = keras.Input(batch_shape=(1, *model.inputs[0].shape[1:]), name=model.inputs[0].name.split(":")[0])
-    fixed = keras.Model(inp, model(inp, training=False), name=model.name)
+    from edgepipe.keras_io.names import input_names, output_names
+
+    inputs = [keras.Input(batch_shape=(1, *t.shape[1:]), name=name) for t, name in zip(model.inputs, input_names(model))]
+    if isinstance(getattr(model, "input", None), dict):
+        outs = model(dict(zip(input_names(model), inputs)), training=False)
+    else:
+        outs = model(inputs if len(inputs) > 1 else inputs[0], training=False)
+    if isinstance(outs, dict) or (isinstance(outs, (list, tuple)) and len(outs) > 1):
+        outs = dict(zip(output_names(model), _as_list(outs)))
+    fixed = keras.Model(inputs if len(inputs) > 1 else inputs[0], outs, name=model.name)
     return tf.lite.TFLiteConverter.from_keras_model(fixed)
+
+
+def _as_list(outs) -> list:
+    if isinstance(outs, dict):
+        return [outs[k] for k in sorted(outs)]
+    return list(outs) if isinstance(outs, (list, tuple)) else [outs]
 
 
 _TF_DTYPES = {"int8": "int8", "uint8": "uint8", "float32": "float32", "int16": "int16"}
@@ -109,13 +126,22 @@ def _apply_scheme(converter, s: ConvertSettings, tf) -> None:
 
 
 def _representative(rep_x, on_sample):
+    """One sample per step, in order; several inputs as a dict keyed by signature (input) name."""
+    from edgepipe.data.samples import Samples
+
     if rep_x is None or len(rep_x) == 0:
         raise ConversionError("full-integer quantization needs representative data (data.representative)")
+
+    def one(a, i):
+        return np.ascontiguousarray(a[i:i + 1], dtype=np.float32)
 
     def gen():
         for i in range(len(rep_x)):
             if on_sample:
                 on_sample(i)
-            yield [np.ascontiguousarray(rep_x[i:i + 1], dtype=np.float32)]
+            if isinstance(rep_x, Samples):
+                yield {name: one(a, i) for name, a in rep_x.named()}
+            else:
+                yield [one(rep_x, i)]
 
     return gen

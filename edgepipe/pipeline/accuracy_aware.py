@@ -74,7 +74,9 @@ class Attempt:
                "bytes": len(self.tflite_bytes) or None, "passed": self.passed}
         if self.check is not None:
             key = "top1" if self.acc["task"] == "classification" else "rmse"
-            out.update({f"quantized_{key}": self.acc["quantized"][key], "drop": round(self.drop, 4),
+            if "quantized" in self.acc:
+                out[f"quantized_{key}"] = self.acc["quantized"][key]
+            out.update({"drop": round(self.drop, 4),
                         "drop_unit": self.acc["drop_unit"], "detail": self.check.detail})
         if self.error:
             out["error"] = self.error
@@ -140,9 +142,10 @@ def _steps(ctx: BuildContext, base: Candidate, fault: list[str], nodes: dict[str
     from edgepipe.pipeline.inputs import load_split
 
     profile, s = ctx.profile, base.settings
-    full = load_split(ctx.project, "representative", ctx.inputs.input_shape, need_labels=False)
+    full = load_split(ctx.project, "representative", ctx.inputs.io, labelled=False)
     cur = base
-    if full is not None and len(full.x) > len(base.rep):
+    held_out = ctx.inputs.eval is not None and ctx.inputs.eval.held_out  # calibrating on them would grade itself
+    if full is not None and len(full.x) > len(base.rep) and not held_out:
         cur = dataclasses.replace(cur, rep=full.x)
         yield "calibration", f"calibrate on all {len(full.x)} representative samples (was {len(base.rep)})", cur
     if not s.per_channel:
@@ -270,6 +273,8 @@ def _layers_at_fault(ctx: BuildContext, data, tflite_bytes: bytes) -> tuple[list
 
     from edgepipe.runtimes.isolated import RuntimeFailure
 
+    if not ctx.inputs.io.single:  # per-layer attribution walks one input to one output
+        return [], {}
     try:
         attr = attribute(ctx.model, tflite_bytes, data.take(ATTRIBUTION_SAMPLES))
     except RuntimeFailure:  # the reference kernels crashed on it: the other steps still run

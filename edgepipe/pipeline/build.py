@@ -112,7 +112,8 @@ def load(ctx: BuildContext) -> None:
     samples = q.calibration_samples or ctx.profile.quantization.calibration_samples
     ctx.inputs = load_inputs(ctx.project, ctx.profile, samples, ctx.settings.scheme, ctx.cache)
     ctx.model = ctx.inputs.model  # None when the model's shape came from the cache: loaded when needed
-    ctx.report.inputs = {**ctx.inputs.hashes(), "config": {"path": ctx.project.source}}
+    ctx.report.inputs = {**ctx.inputs.hashes(), "config": {"path": ctx.project.source},
+                         "io": ctx.inputs.io.to_dict()}
     for note in ctx.inputs.notes:  # calibration-data warnings (data/calibration.py)
         ctx.report.notes.append(note)
         ctx.progress.note(note)

@@ -10,7 +10,7 @@ The scheme, and why. Renaming artifacts into ``<out>`` one by one leaves a
 mix of two builds when the process dies between renames. Instead every file
 is written into a fresh sibling folder ``<out>.edgepipe-tmp-XXXXXXXX``
 (``mkdtemp``: created with ``O_EXCL``, mode 0700 until swapped in): the
-artifacts, then ``report.json``, then ``manifest.json`` last, which is then
+artifacts (``report.html`` last of them), then ``report.json``, then ``manifest.json`` last, which is then
 read back and verified (every file listed, every sha256 and size matching,
 nothing unlisted but ``report.json``). Only then is that folder swapped with ``<out>`` by one
 ``renameat2(RENAME_EXCHANGE)`` (:func:`edgepipe.pipeline.lock.replace_folder`)
@@ -43,6 +43,18 @@ STAGING = ".edgepipe-tmp-"
 
 def run(ctx: BuildContext) -> None:
     out = Path(ctx.out_dir)
+    with swapped_in(out) as staged:
+        write_all(ctx, staged, out)
+
+
+@contextmanager
+def swapped_in(out: Path):
+    """A fresh staging folder beside ``out``, filled by the block and then swapped in as ``out`` whole.
+
+    Any error (or Ctrl-C) removes the staging folder and leaves ``out`` as it was;
+    errors name ``out``'s paths, not the staging folder's. The one way edgepipe
+    publishes a folder: a build's emit stage and ``edgepipe report``.
+    """
     remove_stale_staging(out)
     try:
         staged = Path(tempfile.mkdtemp(prefix=out.absolute().name + STAGING, dir=out.absolute().parent))
@@ -50,7 +62,7 @@ def run(ctx: BuildContext) -> None:
         raise output_error(out.absolute().parent, exc) from exc
     try:
         with _named_as(out, staged):
-            write_all(ctx, staged, out)
+            yield staged
             os.chmod(staged, 0o777 & ~_umask())
             from edgepipe.pipeline.lock import replace_folder
 
@@ -67,6 +79,7 @@ def write_all(ctx: BuildContext, staged: Path, out: Path) -> None:
         add(ctx, name, write_atomic(staged / name, data), out)
     if ctx.judgement is not None and ctx.judgement.firmware is not None:
         _c_sources(ctx, staged, out)
+    _report_html(ctx, staged, out)
     ctx.report.save(staged / "report.json")
     ctx.artifacts["report.json"] = out / "report.json"
     _manifest(ctx, staged, out)
@@ -102,6 +115,13 @@ def _c_sources(ctx: BuildContext, staged: Path, out: Path) -> None:
     ops = sorted(parse_tflite(fw.model, "firmware model").op_counts)
     for path in emit_c_sources(fw.model, staged, ops, fw.arena_bytes):
         add(ctx, path.name, path, out)
+
+
+def _report_html(ctx: BuildContext, staged: Path, out: Path) -> None:
+    """The report as a page, hashed and listed like any artifact (it holds none of the report's volatile fields)."""
+    from edgepipe.report_html.publish import write_page
+
+    add(ctx, "report.html", write_page(staged / "report.html", ctx.report.to_dict()), out)
 
 
 def _manifest(ctx: BuildContext, staged: Path, out: Path) -> None:

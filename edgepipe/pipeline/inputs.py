@@ -15,19 +15,30 @@ import numpy as np
 from edgepipe.config.project import ProjectConfig
 from edgepipe.config.schema import Scheme, TargetProfile
 from edgepipe.data.calibration import check_calibration_range
-from edgepipe.data.sources import Dataset, load_dataset
+from edgepipe.data.samples import Samples, arrays_of
+from edgepipe.data.sources import Dataset, load_dataset, load_named
 from edgepipe.data.validate import apply_preprocess, check_calibration, check_labels, prepare_inputs
 from edgepipe.emit.files import sha256_file
 from edgepipe.errors import ConfigError, InputError
 from edgepipe.pipeline.cache import StageCache, open_cache
+from edgepipe.pipeline.io_spec import IOSpec, resolve
 
 
 @dataclass
 class Split:
-    x: np.ndarray
-    y: np.ndarray | None
+    """One dataset, validated and preprocessed: ``x`` an array (one input) or
+    :class:`~edgepipe.data.samples.Samples`; ``labels`` by output name (only the outputs that have them)."""
+
+    x: object
+    labels: dict
     where: str
     sha256: str
+    held_out: bool = False  # representative samples kept out of calibration, standing in for eval data
+
+    @property
+    def y(self) -> np.ndarray | None:
+        """The labels of a one-output model (or of the first labelled output)."""
+        return next(iter(self.labels.values()), None)
 
 
 @dataclass
@@ -35,19 +46,27 @@ class BuildInputs:
     model: object
     model_path: str
     model_sha256: str
-    input_shape: tuple
-    n_outputs: int | None
+    io: IOSpec
     representative: Split | None
     eval: Split | None
     train: Split | None = None
     notes: list[str] = field(default_factory=list)
 
-    def load_model(self):
-        """The Keras model, loaded on first use (a build replayed from the cache never needs it)."""
-        if self.model is None:
-            from edgepipe.keras_io.load import load_keras_model
+    @property
+    def input_shape(self) -> tuple:
+        return self.io.inputs[0].shape
 
-            self.model = load_keras_model(self.model_path)
+    @property
+    def n_outputs(self) -> int | None:
+        """Classes of the first output (its last axis), as one-output code expects."""
+        shape = self.io.outputs[0].shape
+        return int(shape[-1]) if shape and shape[-1] and shape[-1] > 0 else None
+
+    def load_model(self):
+        """The Keras model, loaded on first use (a build replayed from the cache never needs it),
+        its dynamic dimensions fixed as the config says (``inputs.<name>.shape``)."""
+        if self.model is None:
+            self.model = _load_fixed(self.model_path, self.io)
         return self.model
 
     def hashes(self) -> dict:
@@ -55,7 +74,8 @@ class BuildInputs:
         for role in ("representative", "eval", "train"):
             split = getattr(self, role)
             if split is not None:
-                out[role] = {"source": split.where, "sha256": split.sha256, "samples": int(len(split.x))}
+                out[role] = {"source": split.where, "sha256": split.sha256, "samples": int(len(split.x)),
+                             "labelled_outputs": sorted(split.labels)}
         return out
 
 
@@ -63,62 +83,129 @@ def load_inputs(project: ProjectConfig, target: TargetProfile, calibration_sampl
                 cache: StageCache | None = None) -> BuildInputs:
     """Model, representative, eval and train data, validated against each other.
 
-    The model's input shape comes from the cache, keyed by the file's hash,
-    when this model was loaded before; the Keras model itself is then loaded
-    only if a stage needs it (:meth:`BuildInputs.load_model`).
+    The model's inputs and outputs come from the cache, keyed by the file's
+    hash, when this model was loaded before; the Keras model itself is then
+    loaded only if a stage needs it (:meth:`BuildInputs.load_model`). Without
+    eval data, representative samples the calibration does not use are held
+    out as eval inputs, so the quantized model is still compared with the
+    float one (see docs/verification.md).
     """
     path = project.model_path()
     if path is None:
         raise ConfigError(project.source, "no model given", "set 'model:' in edgepipe.yaml or pass --model")
-    model, sha, shape, n_out = _describe_model(path, cache or open_cache(False))
-    n_classes = n_out if project.task == "classification" else None
-    rep = load_split(project, "representative", shape, need_labels=False)
+    model, sha, io = _describe_model(path, project, cache or open_cache(False))
+    rep = load_split(project, "representative", io, labelled=False)
     needs_rep = scheme in (Scheme.INT8, Scheme.INT16X8)
     if needs_rep and rep is None:
         raise ConfigError(project.source, f"scheme {scheme.value!r} needs representative data",
                           "set data.representative in edgepipe.yaml or pass --rep-data")
+    ev = load_split(project, "eval", io, labelled=True)
+    held_out = None
     if rep is not None:
         check_calibration(rep.x, target.quantization.min_calibration_samples, rep.where)
-        rep.x = _subsample(rep.x, calibration_samples)
-    ev = load_split(project, "eval", shape, need_labels=True, task=project.task, n_classes=n_classes)
-    train = load_split(project, "train", shape, need_labels=True, task=project.task, n_classes=n_classes)
-    notes = check_calibration_range(rep.x, rep.where, ev.x if ev else None, ev.where if ev else "") \
+        rep, held_out = _calibration_split(rep, calibration_samples)
+    train = load_split(project, "train", io, labelled=True, need_labels=True)
+    notes = check_calibration_range(_first(rep.x), rep.where, _first(ev.x) if ev else None, ev.where if ev else "") \
         if rep is not None and needs_rep else []
-    return BuildInputs(model, str(path), sha, shape, n_out, rep, ev, train, notes=notes)
+    return BuildInputs(model, str(path), sha, io, rep, ev or held_out, train, notes=notes)
 
 
-def _describe_model(path: Path, cache: StageCache) -> tuple[object, str, tuple, int | None]:
-    """(Keras model or None, sha256, input shape, number of outputs), by hash from the cache if known."""
-    from edgepipe.keras_io.load import SUPPORTED, load_keras_model, model_io
+def _first(x):
+    """The first input's array (calibration range checks look at it)."""
+    return arrays_of(x)[0]
+
+
+def _calibration_split(rep: Split, n: int) -> tuple[Split, Split | None]:
+    """(the samples calibration uses, the rest held out for label-free verification or None)."""
+    if len(rep.x) <= n:
+        return rep, None
+    idx = np.linspace(0, len(rep.x) - 1, n).round().astype(int)  # evenly spaced: class-sorted data calibrates on all
+    rest = np.setdiff1d(np.arange(len(rep.x)), idx)
+    used = Split(rep.x[idx], {}, rep.where, rep.sha256)
+    held = Split(rep.x[rest], {}, f"{rep.where} (the {len(rest)} samples held out from calibration)",
+                 rep.sha256 + f":held-out-{n}", held_out=True)
+    return used, held
+
+
+def _describe_model(path: Path, project: ProjectConfig, cache: StageCache) -> tuple[object, str, IOSpec]:
+    """(Keras model or None, sha256, the IOSpec), the model's inputs and outputs by hash from the cache if known."""
+    from edgepipe.keras_io.load import SUPPORTED, load_keras_model
+    from edgepipe.keras_io.names import describe
 
     if not path.exists():
         raise InputError(str(path), SUPPORTED, "no such file or folder")
     sha = sha256_file(path)
     loaded = []
 
-    def describe() -> dict:
+    def compute() -> dict:
         loaded.append(load_keras_model(path))
-        shape, n_out = model_io(loaded[0])
-        return {"input_shape": list(shape), "n_outputs": n_out}
+        return describe(loaded[0])
 
     kind = path.suffix if path.is_file() else "savedmodel"
-    info = cache.get_or_compute("model-io", {"sha256": sha, "kind": kind}, describe)
-    return (loaded[0] if loaded else None), sha, tuple(info["input_shape"]), info["n_outputs"]
+    io = resolve(project, cache.get_or_compute("model-io", {"sha256": sha, "kind": kind}, compute), str(path))
+    model = loaded[0] if loaded else None
+    if model is not None and io.fixed_shapes():
+        model = _fix(model, io)
+    return model, sha, io
 
 
-def load_split(project: ProjectConfig, role: str, shape: tuple, need_labels: bool,
-               task: str = "classification", n_classes: int | None = None) -> Split | None:
-    """One dataset of the project (``role``: representative, eval, train), checked against ``shape``."""
+def _load_fixed(path: str, io: IOSpec):
+    from edgepipe.keras_io.load import load_keras_model
+
+    model = load_keras_model(path)
+    return _fix(model, io) if io.fixed_shapes() else model
+
+
+def _fix(model, io: IOSpec):
+    from edgepipe.keras_io.shapes import with_fixed_inputs
+
+    return with_fixed_inputs(model, io.fixed_shapes())
+
+
+def load_split(project: ProjectConfig, role: str, io: IOSpec, labelled: bool,
+               need_labels: bool = False) -> Split | None:
+    """One dataset of the project (``role``: representative, eval, train), checked against the model's inputs.
+
+    ``labelled``: read each output's labels where the data has them (``need_labels``: refuse data without any).
+    """
     spec = project.source_spec(role)
     if spec is None:
         return None
+    if io.single:
+        return _single_split(spec, role, io, labelled, need_labels, project.source)
+    return _named_split(spec, role, io, labelled, need_labels, project.source)
+
+
+def _single_split(spec, role: str, io: IOSpec, labelled: bool, need_labels: bool, source: str) -> Split:
+    """A one-input, one-output model: the source's ``x`` (and ``y``) arrays, as always."""
     ds: Dataset = load_dataset(spec, need_labels=need_labels)
-    x = prepare_inputs(ds, shape, role)
-    p = project.preprocess
-    x = apply_preprocess(x, p.scale, p.mean, p.std, f"{role} data {ds.where}", project.source)
-    y = check_labels(ds, len(x), task, n_classes) if need_labels else None
-    digest = _digest(ds)
-    return Split(x, y, ds.where, digest)
+    inp, out = io.inputs[0], io.outputs[0]
+    x = prepare_inputs(ds, inp.shape, role)
+    x = apply_preprocess(x, *inp.preprocess, f"{role} data {ds.where}", source)
+    labels = {}
+    if labelled and ds.y is not None and out.labels is not None:
+        labels[out.name] = check_labels(ds, len(x), out.task, out.n_classes)
+    return Split(x, labels, ds.where, _digest(ds))
+
+
+def _named_split(spec, role: str, io: IOSpec, labelled: bool, need_labels: bool, source: str) -> Split:
+    """Several inputs or outputs: one array per input and per labelled output, found by name."""
+    keys = [o.labels for o in io.outputs if o.labels] if labelled else []
+    named = load_named(spec, [i.array for i in io.inputs], keys)
+    arrays = []
+    for inp in io.inputs:
+        ds = Dataset(named.arrays[inp.array], None, f"{named.where}[{inp.array}]")
+        x = prepare_inputs(ds, inp.shape, f"{role} data for input {inp.name!r}:")
+        arrays.append(apply_preprocess(x, *inp.preprocess, f"{role} data {ds.where}", source))
+    x = Samples(arrays, io.input_names)
+    labels = {o.name: check_labels(Dataset(x, named.labels[o.labels], f"{named.where}[{o.labels}]"), len(x),
+                                   o.task, o.n_classes)
+              for o in io.outputs if o.labels in named.labels}
+    if need_labels and not labels:
+        raise InputError(f"{role} data {named.where}", f"labels for at least one output ({keys or 'none named'})",
+                         "none", "name each output's label array with outputs.<name>.labels")
+    h = hashlib.sha256(named.digest.encode())
+    return Split(x, labels, named.where, h.hexdigest())
 
 
 def _digest(ds: Dataset) -> str:
@@ -131,11 +218,3 @@ def _digest(ds: Dataset) -> str:
     if ds.y is not None:
         h.update(np.ascontiguousarray(ds.y).tobytes())
     return h.hexdigest()
-
-
-def _subsample(x: np.ndarray, n: int) -> np.ndarray:
-    """Evenly spaced samples, so class-sorted data still calibrates on every class."""
-    if len(x) <= n:
-        return x
-    idx = np.linspace(0, len(x) - 1, n).round().astype(int)
-    return x[idx]

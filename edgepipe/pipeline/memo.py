@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from typing import Callable
 
+from edgepipe.data.samples import arrays_of
 from edgepipe.pipeline.cache import MISSING, StageCache, array_digest
 from edgepipe.pipeline.outcome import StageOutcome
 
 #: Profile fields the model stages never read (names, budgets, budget-only settings): changing
 #: one re-runs the checks, not the stages; a profile that only differs in them shares entries.
 #: (``tflm`` is read: the verify stage runs TFLM at the arena the firmware reserves.)
-CHECK_ONLY_FIELDS = ("name", "extends", "description", "sources", "memory", "latency", "cost_model")
+CHECK_ONLY_FIELDS = ("name", "extends", "description", "sources", "memory", "latency", "energy", "cost_model")
 #: Project fields replaced by content hashes (model, data) or read only after the model stages.
 PROJECT_NOT_KEYED = {"model", "data", "output", "target", "emit"}
 
@@ -30,8 +31,8 @@ PROJECT_NOT_KEYED = {"model", "data", "output", "target", "emit"}
 def stage_key(ctx) -> dict:
     """Everything the model stages read: content hashes, config, profile minus budgets, settings."""
     inputs = ctx.inputs
-    data = {role: array_digest(split.x, split.y) for role in ("representative", "eval", "train")
-            if (split := getattr(inputs, role)) is not None}
+    data = {role: array_digest(*arrays_of(split.x), *(split.labels[k] for k in sorted(split.labels)))
+            for role in ("representative", "eval", "train") if (split := getattr(inputs, role)) is not None}
     return {
         "model": inputs.model_sha256,
         "data": data,

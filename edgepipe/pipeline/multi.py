@@ -4,6 +4,7 @@ Each target builds into ``<out>/<target>/`` in its own process (spawned, not
 forked: TensorFlow does not survive a fork, and each conversion leaks memory
 that a process exit returns). The combined exit code is the worst one: 2 if
 any target had bad input, else 1 if any check failed, else 0.
+``<out>/report.html`` puts the targets' checks side by side.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def run_jobs(jobs: list[BuildJob], workers: int = MAX_WORKERS, progress: Progres
     """Build every job; in parallel processes when there is more than one."""
     workers = max(1, min(workers, len(jobs), os.cpu_count() or 1))
     if workers == 1:
-        return MultiBuildResult([build_job(job) for job in jobs])
+        return _compared(MultiBuildResult([build_job(job) for job in jobs]))
     outcomes: dict[int, TargetOutcome] = {}
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_stdout_to_stderr)
     with pool, progress.task(f"building {len(jobs)} targets ({workers} processes)", len(jobs)) as update:
@@ -87,7 +88,15 @@ def run_jobs(jobs: list[BuildJob], workers: int = MAX_WORKERS, progress: Progres
         for future in as_completed(futures):
             outcomes[futures[future]] = future.result()
             update(len(outcomes))
-    return MultiBuildResult([outcomes[i] for i in range(len(jobs))])
+    return _compared(MultiBuildResult([outcomes[i] for i in range(len(jobs))]))
+
+
+def _compared(result: MultiBuildResult) -> MultiBuildResult:
+    """Also write ``<out>/report.html``: every target's checks side by side."""
+    from edgepipe.report_html.publish import write_comparison
+
+    write_comparison(result.outcomes)
+    return result
 
 
 def build_job(job: BuildJob) -> TargetOutcome:

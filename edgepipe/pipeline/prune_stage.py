@@ -2,13 +2,18 @@
 
 Runs only when the project config has a ``prune:`` section. The report's
 ``prune`` section records per-layer channels, params and MACs before and
-after, what recovery did, and accuracy at each stage: float original, float
-pruned (before and after fine-tuning); the int8 figure comes from the verify
-stage, and :func:`check_against_original` holds it to ``max_drop`` against
-the *original* float model, which is what the user shipped before.
+after, what recovery did (on which data, and whether label-free), and, at
+each stage (float original, pruned, recalibrated, fine-tuned), top-1 where
+there are labels (``accuracy``) and every output's closeness to the original
+float model, which needs none (``vs_original``). The int8 figure comes from
+the verify stage, and :func:`check_against_original` holds it to
+``max_drop`` against the *original* float model, which is what the user
+shipped before.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from edgepipe.checks import Check
 from edgepipe.errors import ConfigError
@@ -21,25 +26,34 @@ def run(ctx: BuildContext) -> StageOutcome:
     settings = ctx.project.prune
     if settings is None:
         return StageOutcome(sections={"prune": {"enabled": False}})
-    if settings.finetune is not None and ctx.inputs.train is None:
-        raise ConfigError(f"{ctx.project.source} (prune.finetune)",
-                          "fine-tuning was requested but there is no training data",
-                          "set data.train in edgepipe.yaml or pass --train-data, or remove prune.finetune")
-    from edgepipe.prune import apply_mn_sparsity, finetune, prune_model
+    _check_recovery_data(ctx, settings)
+    from edgepipe.prune import apply_mn_sparsity, prune_model
 
     original = ctx.model
     if settings.method == "channel":
         result = prune_model(original, settings, ctx.profile.accelerator.channel_multiple)
     else:
         result = apply_mn_sparsity(original, settings)
-    acc = {"float_original": _accuracy(ctx, original), "float_pruned": _accuracy(ctx, result.model)}
+    measure = _Measure(ctx, original)
+    measure("float_pruned", result.model)
     recal = _recalibrate(ctx, result.model) if settings.method == "channel" else None
-    acc["float_pruned_recalibrated"] = _accuracy(ctx, result.model) if recal else None
-    recovery = _recover(ctx, result.model, original, settings, finetune)
-    acc["float_pruned_finetuned"] = _accuracy(ctx, result.model) if recovery.done else None
+    measure("float_pruned_recalibrated", result.model if recal else None)
+    recovery = _recover(ctx, result.model, original, settings)
+    measure("float_pruned_finetuned", result.model if recovery["done"] else None)
     section = {"enabled": True, **result.to_dict(), "bn_recalibration": recal.to_dict() if recal else None,
-               "recovery": recovery.to_dict(), "accuracy": acc}
+               "recovery": recovery, "accuracy": measure.accuracy, "vs_original": measure.vs_original}
     return StageOutcome(sections={"prune": section}, keras_model=result.model)
+
+
+def _check_recovery_data(ctx: BuildContext, settings) -> None:
+    """Fine-tuning needs inputs to train on: labelled training data, or else the representative
+    data (then it is distillation from the unpruned model alone, no labels needed)."""
+    inputs = ctx.inputs
+    if settings.finetune is not None and inputs.train is None and inputs.representative is None:
+        raise ConfigError(f"{ctx.project.source} (prune.finetune)",
+                          "fine-tuning was requested but there is no training data and no representative data",
+                          "set data.train (labelled) or data.representative (label-free distillation) in "
+                          "edgepipe.yaml or pass --train-data/--rep-data, or remove prune.finetune")
 
 
 def _recalibrate(ctx: BuildContext, model):
@@ -53,22 +67,71 @@ def _recalibrate(ctx: BuildContext, model):
     return rec if rec.layers else None
 
 
-def _recover(ctx: BuildContext, student, teacher, settings, finetune):
-    train = (ctx.inputs.train.x, ctx.inputs.train.y) if ctx.inputs.train is not None else None
-    ev = (ctx.inputs.eval.x, ctx.inputs.eval.y) if ctx.inputs.eval is not None else None
+def _recover(ctx: BuildContext, student, teacher, settings) -> dict:
+    """Fine-tune ``student`` in place, distilling every output from ``teacher``: on the training data
+    with its labels, or, without ``data.train``, on the representative data with none. Early stopping
+    watches the eval split (which may be representative samples held out from calibration).
+    Returns the report's ``prune.recovery``, with ``data`` saying which data was used."""
+    from edgepipe.prune import finetune
+
+    inputs = ctx.inputs
+    train, role = (inputs.train, "train") if inputs.train is not None else (inputs.representative, "representative")
+    ev = inputs.eval
     epochs = settings.finetune.epochs if settings.finetune else 0
     with ctx.progress.task("fine-tuning (epochs)", epochs) as update:
-        return finetune(student, teacher, train, ev, settings, on_epoch=lambda epoch, _: update(epoch))
+        result = finetune(student, teacher, (train.x, train.labels) if train is not None else None,
+                          (ev.x, ev.labels) if ev is not None else None, settings,
+                          on_epoch=lambda epoch, _: update(epoch), tasks={o.name: o.task for o in inputs.io.outputs})
+    doc = result.to_dict()
+    if result.done:
+        doc["data"] = {"train": _describe(train, role), "eval": _describe(ev, "eval") if ev is not None else None}
+    return doc
 
 
-def _accuracy(ctx: BuildContext, model) -> float | None:
-    """Top-1 of a float Keras model on the eval data, in percent."""
-    ev = ctx.inputs.eval
-    if ev is None or ctx.project.task != "classification":
-        return None
-    from edgepipe.prune.recovery import accuracy
+def _describe(split, role: str) -> dict:
+    """Which data a split is, for the report: label-free recovery must say what it trained on."""
+    return {"role": role, "source": split.where, "samples": int(len(split.x)), "labelled_outputs": sorted(split.labels),
+            "held_out_from_calibration": split.held_out}
 
-    return 100.0 * accuracy(model, ev.x, ev.y)  # percent, like the rest of the report
+
+class _Measure:
+    """The float models of each prune step on the eval data: top-1 (a one-output classifier with labels,
+    in ``accuracy``) and, for every model and output, closeness to the original float model
+    (``vs_original``: top-1 agreement in percent, or MSE over the variance of the original's output),
+    which needs no labels. One prediction per step serves both."""
+
+    def __init__(self, ctx: BuildContext, original):
+        self.ev, io = ctx.inputs.eval, ctx.inputs.io
+        self.tasks = {o.name: o.task for o in io.outputs}
+        self.labelled = self.ev is not None and self.ev.y is not None and io.single \
+            and io.outputs[0].task == "classification"
+        self.accuracy: dict = {}
+        self.vs_original: dict | None = {"data": self.ev.where} if self.ev is not None else None
+        self.reference = self._predict(original)
+        self.accuracy["float_original"] = self._top1(self.reference)
+
+    def __call__(self, step: str, model) -> None:
+        """Record ``step``'s figures (None when the step did not change the model)."""
+        out = self._predict(model) if model is not None else None
+        self.accuracy[step] = self._top1(out)
+        if self.vs_original is not None:
+            from edgepipe.prune.recovery import agreement
+
+            self.vs_original[step] = agreement(out, self.reference, self.tasks) if out is not None else None
+
+    def _predict(self, model) -> dict | None:
+        if self.ev is None:
+            return None
+        from edgepipe.prune.recovery import predict_named
+
+        return predict_named(model, self.ev.x)
+
+    def _top1(self, out: dict | None) -> float | None:
+        """Top-1 in percent, like the rest of the report."""
+        if out is None or not self.labelled:
+            return None
+        (scores,) = out.values()
+        return 100.0 * float(np.mean(np.argmax(scores, axis=-1) == np.asarray(self.ev.y).reshape(len(scores))))
 
 
 def check_against_original(prune: dict, accuracy: dict | None, rule) -> Check | None:
@@ -77,10 +140,15 @@ def check_against_original(prune: dict, accuracy: dict | None, rule) -> Check | 
     ``prune`` and ``accuracy``: the prune and verify stages' report sections;
     the int8 figure is recorded in ``prune["accuracy"]["int8_pruned"]``.
     """
-    quant = ((accuracy or {}).get("quantized") or {}).get("top1")
-    base = prune.get("accuracy", {}).get("float_original") if prune.get("enabled") else None
-    if base is None or quant is None:
+    if not prune.get("enabled") or accuracy is None:
         return None
+    quant = (accuracy.get("quantized") or {}).get("top1")
+    base = prune.get("accuracy", {}).get("float_original")
+    source = f"measured:{accuracy['runtime']['name']}"
+    if base is None or quant is None:
+        from edgepipe.pipeline.evaluate import against_original
+
+        return against_original(accuracy, rule, source)
     from edgepipe.harness.metrics import accuracy_drop
 
     drop = accuracy_drop(base, quant, rule.drop_mode)
@@ -88,4 +156,4 @@ def check_against_original(prune: dict, accuracy: dict | None, rule) -> Check | 
     unit = "points" if rule.drop_mode == "absolute" else "% of float"
     return Check("accuracy_vs_original", "pass" if drop <= rule.max_drop + 1e-9 else "fail", round(drop, 4),
                  rule.max_drop, unit, f"top-1 {base:.2f}% original float -> {quant:.2f}% pruned int8: "
-                 f"drop {drop:.2f} {unit}, max {rule.max_drop:g}", f"measured:{accuracy['runtime']['name']}")
+                 f"drop {drop:.2f} {unit}, max {rule.max_drop:g}", source)

@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 from edgepipe import __version__
-from edgepipe.checks import Check
+from edgepipe.checks import Check, verdict_of
 from edgepipe.emit.files import write_json
 from edgepipe.errors import EXIT_CHECK_FAILED, EXIT_OK
 
@@ -84,7 +84,7 @@ class BuildReport:
         return {
             "schema": SCHEMA,
             "kind": self.kind,
-            "status": "passed" if self.passed else "failed",
+            "status": verdict_of(self.checks),
             "exit_code": self.exit_code,
             "edgepipe_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -50,6 +50,10 @@ def _attribution(ctx: BuildContext, data, out: StageOutcome):
     """Per-layer errors into the report and a plot for the output folder (None if attribution failed)."""
     from edgepipe.harness.attribution import attribute, plot
 
+    if not ctx.inputs.io.single:
+        out.sections["layer_errors"] = {"note": "per-layer attribution covers one-input, one-output models; "
+                                                "see accuracy.outputs for each output's error"}
+        return None
     try:
         attr = attribute(ctx.model, ctx.tflite_bytes, data.take(ATTRIBUTION_SAMPLES))
     except Exception as exc:  # noqa: BLE001 - a diagnostic: it must not stop a build that verified

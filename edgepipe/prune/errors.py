@@ -34,5 +34,6 @@ class MissingTrainingDataError(EdgepipeError):
     def __init__(self) -> None:
         super().__init__(
             "prune.finetune is set but no training data was given "
-            "(pass training data (x, y), or remove prune.finetune to skip recovery)"
+            "(pass training data (x, y), or inputs alone (x, None) to distil without labels, "
+            "or remove prune.finetune to skip recovery)"
         )

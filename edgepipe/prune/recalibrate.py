@@ -35,7 +35,11 @@ class Recalibration:
 def recalibrate_batchnorm(model: keras.Model, x: np.ndarray, max_samples: int = 1024,
                           batch_size: int = 128) -> Recalibration:
     """Set every top-level BatchNormalization's moving statistics from ``x`` (in place)."""
-    x = np.asarray(x[:max_samples], np.float32)
+    from edgepipe.data.samples import as_float32, order_for
+    from edgepipe.keras_io.names import input_names
+
+    x = as_float32(x[:max_samples])  # an array, or Samples for a model with several inputs
+    arrays = order_for(x, input_names(model), f"model {model.name!r}")
     done, skipped = [], []
     for layer in model.layers:
         if isinstance(layer, keras.Model):
@@ -48,7 +52,7 @@ def recalibrate_batchnorm(model: keras.Model, x: np.ndarray, max_samples: int = 
             continue
         feed = keras.Model(model.inputs, layer.input)
         # direct calls, not predict(): one predict per BN would retrace a tf.function each time
-        acts = np.concatenate([np.asarray(feed([x[i:i + batch_size]], training=False), np.float64)
+        acts = np.concatenate([np.asarray(feed([a[i:i + batch_size] for a in arrays], training=False), np.float64)
                                for i in range(0, len(x), batch_size)])
         axes = tuple(i for i in range(acts.ndim) if i != (layer.axis if layer.axis >= 0 else acts.ndim + layer.axis))
         layer.moving_mean.assign(acts.mean(axis=axes).astype(np.float32))

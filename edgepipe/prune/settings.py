@@ -28,20 +28,26 @@ class _Strict(BaseModel):
 
 
 class FinetuneSettings(_Strict):
-    """Recovery after pruning: distillation from the unpruned model.
+    """Recovery after pruning: distillation from the unpruned model, every output, with or without labels.
 
-    ``alpha`` weighs the label loss; ``1 - alpha`` weighs the distillation
-    (KL) loss at ``temperature``. Training stops after ``patience`` epochs
-    without a better eval accuracy and the best weights are restored.
+    ``alpha`` weighs an output's label loss and ``1 - alpha`` its distillation
+    loss (KL at ``temperature`` for class scores, MSE for other outputs); an
+    output without labels is distilled alone. Training stops after
+    ``patience`` epochs without a lower eval error and the best weights are
+    restored (see docs/pruning.md).
     """
 
-    epochs: int = Field(default=10, ge=1)
-    learning_rate: float = Field(default=1e-3, gt=0)
-    batch_size: int = Field(default=32, ge=1)
-    temperature: float = Field(default=4.0, gt=0)
-    alpha: float = Field(default=0.5, ge=0, le=1)
-    patience: int = Field(default=3, ge=1)
-    seed: int = 0
+    epochs: int = Field(default=10, ge=1, description="Most epochs of fine-tuning.")
+    learning_rate: float = Field(default=1e-3, gt=0, description="Adam learning rate.")
+    batch_size: int = Field(default=32, ge=1, description="Samples per training step.")
+    temperature: float = Field(default=4.0, gt=0, description=(
+        "Distillation temperature for class-score outputs (softens the teacher's distribution)."))
+    alpha: float = Field(default=0.5, ge=0, le=1, description=(
+        "Weight of the label loss for outputs that have labels; 1 - alpha goes to distillation."))
+    patience: int = Field(default=3, ge=1, description=(
+        "Epochs without a lower eval error (labels, else agreement or error against the unpruned model) "
+        "before training stops and the best weights are restored."))
+    seed: int = Field(default=0, description="Random seed for shuffling.")
 
 
 class PruneSettings(_Strict):
@@ -49,14 +55,20 @@ class PruneSettings(_Strict):
     everywhere); ``method: mn`` zeroes ``n`` of every ``m`` consecutive input
     weights (same size and speed on dense int8 runtimes)."""
 
-    method: Literal["channel", "mn"] = "channel"
-    ratio: float = 0.5
-    per_layer: dict[str, float] = Field(default_factory=dict)
-    exclude: list[str] | None = None
-    importance: Literal["l1", "l2", "bn"] = "l1"
+    method: Literal["channel", "mn"] = Field(default="channel", description=(
+        "channel: remove whole channels and rebuild a narrower model (smaller and faster everywhere); "
+        "mn: zero n of every m weights (same size and speed on dense int8 runtimes)."))
+    ratio: float = Field(default=0.5, description="Fraction of each prunable channel group removed, 0 <= ratio < 1.")
+    per_layer: dict[str, float] = Field(default_factory=dict, description=(
+        "Ratio per Keras layer name, overriding ratio for that layer's group."))
+    exclude: list[str] | None = Field(default=None, description=(
+        "Keras layers kept whole (default: the first layer and the output layers)."))
+    importance: Literal["l1", "l2", "bn"] = Field(default="l1", description=(
+        "How channels are ranked: l1 or l2 norm of their weights, or the BatchNormalization scale (bn)."))
     n: int = Field(default=2, ge=1, description="weights kept in each block of m")
     m: int = Field(default=4, ge=2, description="block size along the input axis")
-    finetune: FinetuneSettings | None = None
+    finetune: FinetuneSettings | None = Field(default=None, description=(
+        "Recover accuracy after pruning by distillation from the unpruned model (unset: no fine-tuning)."))
 
     @field_validator("ratio")
     @classmethod

@@ -25,6 +25,7 @@ import numpy as np
 
 if TYPE_CHECKING:  # the worker process imports this module: it stays free of the config schema
     from edgepipe.config.schema import TargetProfile
+from edgepipe.data.samples import as_float32, order_for
 from edgepipe.runtimes.quant import dequantize, quantize, rounding_for
 
 XNNPACK, REFERENCE, TFLM = "litert-xnnpack", "litert-reference", "tflm"
@@ -115,12 +116,13 @@ class TflmAdapter:
         self.arena_bytes = self._runner.arena_size
         self.batch_note = "one sample per invoke (TFLM)"
 
-    def raw(self, x: np.ndarray, on_batch=None) -> list[np.ndarray]:
-        t = self._runner.model.input_tensors[0]
+    def raw(self, x, on_batch=None) -> list[np.ndarray]:
+        model = self._runner.model
         parts = []
         for start in range(0, len(x), self.chunk):
-            chunk = np.asarray(x[start:start + self.chunk], np.float32)
-            parts.append(self._runner.run(quantize(chunk, t.dtype, *_qparams(t), self.rounding)))
+            chunk = order_for(as_float32(x[start:start + self.chunk]), model.input_names, "the model")
+            parts.append(self._runner.run([quantize(a, t.dtype, *_qparams(t), self.rounding)
+                                           for a, t in zip(chunk, model.input_tensors)]))
             if on_batch:
                 on_batch(min(start + self.chunk, len(x)))
         return [np.concatenate(p) for p in zip(*parts)] if parts else []

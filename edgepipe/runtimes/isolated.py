@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgepipe.data.samples import as_float32
 from edgepipe.runtimes.quant import dequantize
 
 DEFAULT_TIMEOUT = 600.0   # seconds one call may take (evaluating many samples included)
@@ -221,7 +222,7 @@ class IsolatedRunner:
 
     def raw(self, x: np.ndarray, on_batch=None) -> list[np.ndarray]:
         """Integer outputs (one array per model output, samples first) for float samples ``x``."""
-        got = self._worker.call("raw", x=np.ascontiguousarray(x, np.float32))
+        got = self._worker.call("raw", x=as_float32(x))
         self.batched, self.batch_note = got["batched"], got["batch_note"]
         if on_batch:
             on_batch(len(x))
@@ -235,7 +236,7 @@ class IsolatedRunner:
 
     def latency(self, sample: np.ndarray, repeats: int = 50, budget_s: float = 3.0) -> dict:
         """Host wall time of single-sample invokes (see :meth:`LiteRTRunner.latency`)."""
-        return self._worker.call("latency", sample=np.ascontiguousarray(sample[:1], np.float32),
+        return self._worker.call("latency", sample=as_float32(sample[:1]),
                                  repeats=repeats, budget_s=budget_s)
 
     def close(self) -> None:
@@ -250,7 +251,7 @@ def intermediates(model_bytes: bytes, x: np.ndarray, indices: list[int],
     """
     worker = Worker("litert-reference", timeout)
     try:
-        return worker.call("intermediates", model=bytes(model_bytes), x=np.ascontiguousarray(x, np.float32),
+        return worker.call("intermediates", model=bytes(model_bytes), x=as_float32(x),
                            indices=list(indices))
     finally:
         worker.close()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+from edgepipe.data.samples import as_float32, order_for, pad
 from edgepipe.fdcapture import captured
 from edgepipe.runtimes.quant import dequantize, quantize, rounding_for
 from edgepipe.runtimes.surgery import batchable
@@ -55,11 +56,19 @@ def new_interpreter(model_bytes: bytes, kernels: str = "reference", threads: int
 
 
 def set_batch(it: Interpreter, batch: int) -> None:
-    """Resize the (single) input's batch axis; raises RuntimeError/ValueError if the model refuses."""
-    detail = it.get_input_details()[0]
-    if detail["shape"][0] != batch:
+    """Resize every input's batch axis; raises RuntimeError/ValueError if the model refuses."""
+    details = [d for d in it.get_input_details() if d["shape"][0] != batch]
+    for detail in details:
         it.resize_tensor_input(detail["index"], [batch, *detail["shape"][1:]])
+    if details:
         it.allocate_tensors()
+
+
+def set_inputs(it: Interpreter, names: list[str], x, rounding: str) -> None:
+    """Float samples ``x`` (an array, or :class:`~edgepipe.data.samples.Samples` matched to ``names``
+    by name) quantized into the interpreter's inputs."""
+    for detail, arr in zip(it.get_input_details(), order_for(x, names, "the model")):
+        it.set_tensor(detail["index"], quantize_for(detail, arr, rounding))
 
 
 def quantize_for(detail: dict, x: np.ndarray, rounding: str) -> np.ndarray:
@@ -95,6 +104,7 @@ class LiteRTRunner:
         self.batch_size = max(1, batch_size or auto_batch(model_bytes))
         self.name = f"litert-{kernels}"
         self._interp = new_interpreter(model_bytes, kernels, threads)
+        self.input_names = _input_names(model_bytes)
         self._batch: int | None = None  # decided on the first call
         self.batched = False
         self.batch_note = ""
@@ -105,10 +115,10 @@ class LiteRTRunner:
         """Integer outputs (one array per model output, samples first) for float samples ``x``."""
         n = len(x)
         if n and self._batch is None:
-            self._choose_batch(np.asarray(x[: min(PROBE, n)], np.float32))
+            self._choose_batch(as_float32(x[: min(PROBE, n)]))
         outs: list[list[np.ndarray]] = []
         for start in range(0, n, self._batch or 1):
-            chunk = np.asarray(x[start:start + self._batch], np.float32)
+            chunk = as_float32(x[start:start + self._batch])
             got = self._invoke(self._interp, chunk, self._batch)
             outs.append([o[: len(chunk)] for o in got])
             if on_batch:
@@ -158,21 +168,17 @@ class LiteRTRunner:
             set_batch(self._interp, 1)
         self.batch_note = "one sample per invoke (batched outputs differ from batch 1 or the model cannot resize)"
 
-    def _invoke(self, it: Interpreter, chunk: np.ndarray, batch: int) -> list[np.ndarray]:
-        inp = it.get_input_details()[0]
-        if len(chunk) < batch:  # pad the last batch instead of resizing again
-            chunk = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), np.float32)])
-        it.set_tensor(inp["index"], quantize_for(inp, chunk, self.rounding))
+    def _invoke(self, it: Interpreter, chunk, batch: int) -> list[np.ndarray]:
+        set_inputs(it, self.input_names, pad(chunk, batch), self.rounding)  # pad the last batch, never resize
         it.invoke()
         return [it.get_tensor(d["index"]).copy() for d in it.get_output_details()]
 
     # ------------------------------------------------------------------ latency
 
-    def latency(self, sample: np.ndarray, repeats: int = 50, warmup: int = 5, budget_s: float = 3.0) -> Latency:
+    def latency(self, sample, repeats: int = 50, warmup: int = 5, budget_s: float = 3.0) -> Latency:
         """Median wall time of single-sample invokes (batch 1, the device's thread count)."""
         it = new_interpreter(self.model_bytes, self.kernels, self.threads)
-        inp = it.get_input_details()[0]
-        it.set_tensor(inp["index"], quantize_for(inp, sample[:1], self.rounding))
+        set_inputs(it, self.input_names, as_float32(sample[:1]), self.rounding)
         for _ in range(warmup):
             it.invoke()
         times: list[float] = []
@@ -204,7 +210,7 @@ def intermediates_in_process(model_bytes: bytes, x: np.ndarray, indices: list[in
     survives the invoke; all samples in one invoke when the batch axis can be
     freed, else one sample per invoke.
     """
-    x = np.asarray(x, np.float32)
+    x = as_float32(x)
     it = chunks = None
     for kernels in ("reference", "builtin"):
         try:
@@ -220,11 +226,18 @@ def intermediates_in_process(model_bytes: bytes, x: np.ndarray, indices: list[in
                     raise
                 continue
         break
-    inp = it.get_input_details()[0]
+    names = _input_names(model_bytes)
     got: dict[int, list[np.ndarray]] = {i: [] for i in indices}
     for chunk in chunks:
-        it.set_tensor(inp["index"], quantize_for(inp, chunk, rounding_for(kernels)))
+        set_inputs(it, names, chunk, rounding_for(kernels))
         it.invoke()
         for i in indices:
             got[i].append(it.get_tensor(i).copy())
     return {i: np.concatenate(parts) for i, parts in got.items()}
+
+
+def _input_names(model_bytes: bytes) -> list[str]:
+    """The model's input names in interpreter order (:attr:`~edgepipe.tflite.model.TfliteModel.input_names`)."""
+    from edgepipe.tflite.model import parse_tflite
+
+    return parse_tflite(model_bytes).input_names

@@ -13,9 +13,13 @@ Vela exits 0 when every op falls back to the CPU, when some do, and when SRAM us
 far over ``--arena-cache-size``: :func:`vela_checks` makes those failed checks.
 
 System configs and memory modes come from Vela's bundled ``Arm/vela.ini`` (in the
-wheel under ``ethosu/config_files``) unless the profile names another file in
-``ethos_u.config_file``. Names are checked before Vela runs, so a typo lists the
-known names instead of a Vela traceback.
+wheel under ``ethosu/config_files``) plus, when the profile names one in
+``ethos_u.config_file``, that file (Vela reads them as one group): a path, a file
+edgepipe ships (``vela_configs/``, e.g. ``edgepipe.ini`` with a 250 MHz
+Corstone-300 system config) or another of Vela's.
+Names are checked before Vela runs, so a typo lists the known names instead of a
+Vela traceback; and a profile's ``ethos_u.npu_clock`` must equal the system
+config's ``core_clock`` (Vela's cycles become seconds at that clock).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ from edgepipe.errors import ConfigError, EdgepipeError, UnknownNameError
 from edgepipe.tflite.model import parse_tflite, read_tflite
 
 DEFAULT_CONFIG = "Arm/vela.ini"
+#: Vela config files shipped with edgepipe (``ethos_u.config_file: edgepipe.ini``).
+EDGEPIPE_CONFIGS = Path(__file__).parent / "vela_configs"
 ACCELERATORS = (
     "ethos-u55-32", "ethos-u55-64", "ethos-u55-128", "ethos-u55-256", "ethos-u65-256", "ethos-u65-512",
     "ethos-u85-128", "ethos-u85-256", "ethos-u85-512", "ethos-u85-1024", "ethos-u85-2048",
@@ -139,20 +145,49 @@ def _config_dir() -> Path:
 
 
 def resolve_config_file(name: str | None) -> Path:
-    """A Vela .ini: a path, or a name under Vela's ``config_files`` (default ``Arm/vela.ini``)."""
+    """A Vela .ini: a path, or a file of edgepipe's ``vela_configs`` or Vela's ``config_files`` (Arm/vela.ini)."""
     name = name or DEFAULT_CONFIG
-    for p in (Path(name), _config_dir() / name):
+    for p in (Path(name), EDGEPIPE_CONFIGS / name, _config_dir() / name):
         if p.is_file():
             return p.resolve()
-    bundled = sorted(str(p.relative_to(_config_dir())) for p in _config_dir().rglob("*.ini"))
+    bundled = sorted([p.name for p in EDGEPIPE_CONFIGS.glob("*.ini")]
+                     + [str(p.relative_to(_config_dir())) for p in _config_dir().rglob("*.ini")])
     raise ConfigError("ethos_u.config_file", f"no Vela config file {name!r}",
-                      f"give a path, or one of Vela's bundled files: {', '.join(bundled) or '(none)'}")
+                      f"give a path, or one of the bundled files: {', '.join(bundled) or '(none)'}")
+
+
+def system_clock(config_file: str | None, system_config: str) -> float:
+    """The NPU clock (``core_clock``, Hz) a system config sets, following Vela's ``inherit``."""
+    parser = _parser(config_file)
+    section = f"System_Config.{system_config}"
+    while section in parser:
+        if parser.has_option(section, "core_clock"):
+            return float(parser.get(section, "core_clock"))
+        section = parser.get(section, "inherit", fallback="")
+    return 0.0
+
+
+def config_files(config_file: str | None) -> list[Path]:
+    """The .ini files Vela reads as one group: Vela's ``Arm/vela.ini``, then the profile's file if it names another.
+
+    So a file of one's own (like edgepipe's ``edgepipe.ini``) adds system configs and can use
+    Vela's memory modes without repeating them.
+    """
+    files = [resolve_config_file(DEFAULT_CONFIG)]
+    if config_file and resolve_config_file(config_file) != files[0]:
+        files.append(resolve_config_file(config_file))
+    return files
+
+
+def _parser(config_file: str | None) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser()
+    parser.read(config_files(config_file))
+    return parser
 
 
 def list_vela_configs(config_file: str | None = None) -> tuple[list[str], list[str]]:
-    """(system configs, memory modes) defined in a Vela .ini file."""
-    parser = configparser.ConfigParser()
-    parser.read(resolve_config_file(config_file))
+    """(system configs, memory modes) defined by Vela's config files and the profile's."""
+    parser = _parser(config_file)
     systems = [s.removeprefix("System_Config.") for s in parser.sections() if s.startswith("System_Config.")]
     modes = [s.removeprefix("Memory_Mode.") for s in parser.sections() if s.startswith("Memory_Mode.")]
     return systems, modes
@@ -168,16 +203,30 @@ def vela_arguments(profile: TargetProfile, arena_cache_size: int | None = None) 
         if not (eu.system_config and eu.memory_mode):
             raise ConfigError("ethos_u", "Vela needs both system_config and memory_mode when either "
                               "(or config_file) is set", "e.g. Ethos_U55_High_End_Embedded + Shared_Sram")
-        config = resolve_config_file(eu.config_file)
-        systems, modes = list_vela_configs(str(config))
+        files = config_files(eu.config_file)
+        where = " + ".join(f.name for f in files)
+        systems, modes = list_vela_configs(eu.config_file)
         if eu.system_config not in systems:
-            raise UnknownNameError(f"Vela system config (in {config.name})", eu.system_config, systems)
+            raise UnknownNameError(f"Vela system config (in {where})", eu.system_config, systems)
         if eu.memory_mode not in modes:
-            raise UnknownNameError(f"Vela memory mode (in {config.name})", eu.memory_mode, modes)
-        args += ["--config", str(config), "--system-config", eu.system_config, "--memory-mode", eu.memory_mode]
+            raise UnknownNameError(f"Vela memory mode (in {where})", eu.memory_mode, modes)
+        _check_npu_clock(eu)
+        args += [a for f in files for a in ("--config", str(f))]
+        args += ["--system-config", eu.system_config, "--memory-mode", eu.memory_mode]
     if arena_cache_size is not None:
         args += ["--arena-cache-size", str(int(arena_cache_size))]
     return args
+
+
+def _check_npu_clock(eu) -> None:
+    """The profile's NPU clock is the system config's ``core_clock``, or Vela's seconds are for another chip."""
+    clock = system_clock(eu.config_file, eu.system_config)
+    if eu.npu_clock is not None and clock and abs(clock - eu.npu_clock) > 0.5e6:
+        raise ConfigError("ethos_u.npu_clock",
+                          f"is {eu.npu_clock / 1e6:g} MHz but Vela system config {eu.system_config!r} clocks the NPU "
+                          f"at {clock / 1e6:g} MHz, so Vela's inference time would be for another chip",
+                          "use a system config whose core_clock is the SoC's (e.g. Corstone_300_250MHz in "
+                          "config_file: edgepipe.ini), or correct npu_clock")
 
 
 def _vela_executable() -> str:

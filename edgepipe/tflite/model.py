@@ -215,6 +215,21 @@ class TfliteModel(_Graph):
     has_sparsity: bool = False
     data: bytes = field(default=b"", repr=False, compare=False)
     subgraphs: tuple[Subgraph, ...] = ()  # () when built by hand: then the main subgraph alone
+    signature: dict = field(default_factory=dict, compare=False)  # tensor index -> key, main subgraph's signature
+
+    @property
+    def input_names(self) -> list[str]:
+        """Each input's name as users know it: its signature key (the Keras ``Input`` name), else the tensor name.
+
+        The converter reorders inputs and outputs; these names, not positions, match them to data and to
+        the Keras model (see :func:`io_name`).
+        """
+        return [self.signature.get(i) or io_name(self.tensors[i].name) for i in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        """Each output's signature key (the Keras output name when edgepipe converted it), else the tensor name."""
+        return [self.signature.get(i) or io_name(self.tensors[i].name) for i in self.outputs]
 
     def __post_init__(self):
         if not self.subgraphs:
@@ -312,13 +327,30 @@ def _view(model: schema.ModelT, data: bytes, where: str) -> TfliteModel:
     for sig in model.signatureDefs or []:
         _check_range(where, "signature subgraph indices", sig.subgraphIndex, 0, n_sg, "a signature def")
     main = subgraphs[0]
+    signature = _signature_names(model.signatureDefs or [])
     desc = _text(model.description)
     sparse = any(t.sparsity is not None for sg in model.subgraphs for t in (sg.tensors or []))
     return TfliteModel(
         path=where, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
         tensors=main.tensors, operators=main.operators, inputs=main.inputs, outputs=main.outputs,
         subgraph_count=n_sg, description=desc, has_sparsity=sparse, data=bytes(data), subgraphs=subgraphs,
+        signature=signature,
     )
+
+
+def _signature_names(sigs: list) -> dict[int, str]:
+    """Tensor index -> signature key of the main subgraph's first signature (``serving_default`` if present)."""
+    main = [s for s in sigs if s.subgraphIndex == 0]
+    if not main:
+        return {}
+    sig = next((s for s in main if _text(s.signatureKey) == "serving_default"), main[0])
+    return {m.tensorIndex: _text(m.name) for m in (sig.inputs or []) + (sig.outputs or []) if _text(m.name)}
+
+
+def io_name(tensor_name: str) -> str:
+    """``serving_default_image:0`` -> ``image``: the name a user gave, without the converter's decoration."""
+    name = tensor_name.split(":")[0]
+    return name[len("serving_default_"):] if name.startswith("serving_default_") else name
 
 
 def _subgraph(k: int, sg: schema.SubGraphT, buffers: list, codes: tuple, n_sg: int, where: str,

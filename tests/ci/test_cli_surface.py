@@ -23,7 +23,8 @@ ALL_COMMANDS = sorted(_commands(cli))
 
 def test_the_command_set():
     assert ALL_COMMANDS == [("build",), ("cache",), ("cache", "clear"), ("cache", "info"), ("inspect",),
-                            ("targets",), ("targets", "list"), ("targets", "show"), ("verify",)]
+                            ("report",), ("targets",), ("targets", "list"), ("targets", "schema"),
+                            ("targets", "show"), ("verify",)]
 
 
 @pytest.mark.parametrize("path", ALL_COMMANDS, ids=" ".join)

@@ -13,7 +13,8 @@ import pytest
 import edgepipe
 
 FIELDS = ("name", "status", "measured", "budget", "unit", "source")
-BUILTIN = ("android-arm64", "coral-edgetpu", "esp32-s3", "ethos-u55", "nrf52840", "rpi4", "stm32h7")
+BUILTIN = ("android-arm64", "coral-edgetpu", "ek-ra6m4", "ek-ra8d1", "esp32-s3", "ethos-u55", "nrf52840",
+           "nucleo-l4r5zi", "rpi4", "stm32h7")
 
 
 @pytest.fixture(scope="module")

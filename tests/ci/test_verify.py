@@ -1,6 +1,7 @@
 """`edgepipe verify`: gate an existing .tflite on a target, without TensorFlow."""
 
 import json
+import numpy as np
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -22,7 +23,7 @@ def test_verify_passes_and_prints_the_figures(tflite_path, data_npz, tiny_build)
     lines = res.output.splitlines()
     top1 = tiny_build.report.to_dict()["accuracy"]["quantized"]["top1"]
     assert lines[0].startswith(f"edgepipe verify {tflite_path} on target rpi4: ")
-    assert lines[1] == f"  top-1  {top1:.2f}% on 397 samples"
+    assert f"  top-1  {top1:.2f}% on 397 samples" in lines
     assert lines[-1] == "PASSED: every check within budget"
 
 
@@ -84,11 +85,13 @@ def test_junit_xml_has_one_case_per_check_with_failures_and_skips(tflite_path, d
     suite = ET.parse(out).getroot().find("testsuite")
     assert suite.get("name") == "edgepipe.verify.rpi4-custom"
     cases = {c.get("name"): c for c in suite.findall("testcase")}
-    assert set(cases) == {"io_dtype", "accuracy", "flash", "ram", "latency", "runtime_lsb_diff", "runtime_agreement"}
+    assert set(cases) == {"io_dtype", "accuracy", "flash", "ram", "latency", "energy", "runtime_lsb_diff",
+                          "runtime_agreement"}
     failure = cases["flash"].find("failure")
     assert failure is not None and "OVER the budget 1.0 KiB" in failure.get("message")
     assert cases["accuracy"].find("skipped") is not None, "no baseline given: skipped, with the reason"
-    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("7", "1", "1")
+    assert cases["energy"].find("skipped") is not None, "no energy budget in the profile"
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("8", "1", "2")
 
 
 def test_report_file_is_written(tflite_path, data_npz, tmp_path):
@@ -142,10 +145,22 @@ def test_a_model_the_interpreter_refuses_is_a_failed_check_naming_the_runtime(tf
     assert checks["runtime_lsb_diff"]["status"] == "skip"
 
 
-def test_data_that_does_not_fit_the_model_exits_2(tflite_path, data_npz):
-    res = CliRunner().invoke(cli, ["verify", str(tflite_path), "-t", "rpi4", "-d", str(data_npz), "--x", "x"])
+def test_data_without_labels_is_measured_but_unverified(tflite_path, data_npz):
+    """No labels and no float model: the runtimes are cross-checked, accuracy is not claimed."""
+    res = CliRunner().invoke(cli, ["verify", str(tflite_path), "-t", "rpi4", "-d", str(data_npz), "--x", "x",
+                                   "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    checks = {c["name"]: c for c in doc["checks"]}
+    assert doc["status"] == "unverified" and checks["accuracy"]["status"] == "skip"
+    assert checks["runtime_lsb_diff"]["status"] == "pass"
+
+
+def test_data_that_does_not_fit_the_model_exits_2(tflite_path, tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 9, 8, 1), np.float32))
+    res = CliRunner().invoke(cli, ["verify", str(tflite_path), "-t", "rpi4", "-d", str(tmp_path / "d.npz")])
     assert res.exit_code == 2
-    assert "labels" in res.output and res.output.startswith("error: ")
+    assert "(8, 8, 1)" in res.output and res.output.startswith("error: ")
 
 
 def test_baseline_options_are_exclusive_and_the_report_must_have_accuracy(tflite_path, data_npz, tmp_path):
@@ -161,5 +176,5 @@ def test_the_python_api_returns_objects_and_prints_nothing(tflite_path, data_npz
 
     res = edgepipe.verify(tflite_path, "rpi4", data_npz, x_key="x_eval", y_key="y_eval", min_accuracy=50)
     info = edgepipe.inspect(tflite_path, "rpi4")
-    assert res.passed and [c.name for c in info.checks] == ["io_dtype", "flash", "ram", "latency"]
+    assert res.passed and [c.name for c in info.checks] == ["io_dtype", "flash", "ram", "latency", "energy"]
     assert capfd.readouterr() == ("", "")

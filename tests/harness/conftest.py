@@ -18,16 +18,6 @@ OUTLIER = 2000.0
 
 
 @pytest.fixture(scope="session")
-def keras_mod():
-    from edgepipe.keras_io import import_tensorflow
-
-    import_tensorflow()
-    import keras
-
-    return keras
-
-
-@pytest.fixture(scope="session")
 def int8_settings():
     from edgepipe.config.schema import IODtype, Scheme
     from edgepipe.keras_io.convert import ConvertSettings

@@ -1,4 +1,4 @@
-"""Latency estimates: MAC counts, the roofline cost model, Vela's figures, sources."""
+"""Latency estimates: MAC counts, the kernel tables and the rate roofline, Vela's figures, sources."""
 
 from __future__ import annotations
 
@@ -47,10 +47,11 @@ def test_compute_bound_time_scales_with_macs(tflite):
     assert ratio == pytest.approx(sum(w.macs for w in op_workloads(wide)) / sum(w.macs for w in op_workloads(small)))
 
 
-def test_float_ops_use_the_float_rate(tflite, target):
+def test_float_ops_use_the_float_costs(tflite, target):
     profile = target("stm32h7")
-    as_float = estimate_latency(tflite("cnn_float"), profile).seconds
-    assert as_float > estimate_latency(tflite("cnn_int8"), profile).seconds
+    as_float = estimate_latency(tflite("cnn_float"), profile)
+    assert as_float.seconds > estimate_latency(tflite("cnn_int8"), profile).seconds
+    assert as_float.band == (0.5 / 1.5, 2.0 * 1.5), "float kernels were not measured: the unchecked band, widened"
 
 
 def test_missing_rate_is_a_config_error_naming_the_key(tflite):
@@ -59,7 +60,7 @@ def test_missing_rate_is_a_config_error_naming_the_key(tflite):
 
 
 def test_over_budget_names_the_slowest_op(tflite, target, changed):
-    slow = changed(target("nrf52840"), cost_model={"int8_macs_per_second": 1e5})
+    slow = changed(target("nrf52840"), device={"clock": 1e5})
     slow = slow.model_copy(update={"latency": 0.01})
     check = latency_check(estimate_latency(tflite("cnn_int8"), slow), slow)
     assert check.status == "fail" and "CONV_2D" in check.detail
@@ -69,7 +70,8 @@ def test_ethos_u_estimate_comes_from_vela(tflite, target):
     est = estimate_latency(tflite("cnn_int8"), target("ethos-u55"))
     assert est.source == "estimate:vela" and est.runtime == "ethos-u"
     assert est.seconds > 0 and {o.source for o in est.ops} == {"estimate:vela"}
-    assert est.assumptions["npu_clock_hz"] == 500e6
+    assert est.assumptions["npu_clock_hz"] == target("ethos-u55").ethos_u.npu_clock == 250e6
+    assert est.low_s < est.seconds < est.high_s
 
 
 def test_ethos_u_cpu_fallback_ops_are_costed_by_the_cost_model(tflite, target):

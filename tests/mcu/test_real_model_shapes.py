@@ -57,7 +57,8 @@ def test_verify_without_data_judges_a_model_with_two_outputs(mcu_models, tmp_pat
     np.savez(tmp_path / "d.npz", x=np.zeros((4, 16, 16, 3), np.float32), y=np.zeros(4, np.int64))
     with_data = CliRunner().invoke(cli, ["verify", str(mcu_models["two_heads_int8"]), "-t", "esp32-s3",
                                          "-d", str(tmp_path / "d.npz")])
-    assert with_data.exit_code == 2 and "verify without --data for its static checks" in with_data.output
+    assert with_data.exit_code == 0, with_data.output  # several outputs are measured, each by name
+    assert "UNVERIFIED" in with_data.output, "no float model to compare the outputs with: not PASSED"
 
 
 def test_ethos_u_ram_counts_the_cpu_arena_when_ops_fall_back(mcu_models):
