@@ -55,7 +55,8 @@ def build(target: str, config: str | Path | None = None, *, example: str | None 
     """Build one target; returns a :class:`~edgepipe.pipeline.build.BuildResult`.
 
     ``config`` defaults to ./edgepipe.yaml when it exists; ``overrides`` are
-    dotted project-config keys (``{"data.eval": "eval.npz"}``) that win over
+    dotted project-config keys (``{"data.eval": "eval.npz"}``, or
+    ``{"prune.target": {"macs": 0.5}}`` as ``--prune-target macs=0.5`` sets) that win over
     the file. Artifacts go to ``out`` (default ``<output>/<target>``, relative
     to the current directory). ``cache``: ``None`` or ``True`` uses the stage
     cache as the environment configures it, ``False`` turns it off, or pass

@@ -238,6 +238,9 @@ def _suite(command: str, target: str, checks, **properties):
 @click.option("-o", "--out", type=click.Path(file_okay=False),
               help="Output folder (default <output>/<target>); with several targets, <out>/<target>.")
 @click.option("--prune-ratio", type=float, help="Channel-prune this fraction of every prunable group (0 <= r < 1).")
+@click.option("--prune-target", metavar="METRIC=FRACTION",
+              help="Channel-prune to keep this fraction of the original macs, size or latency (e.g. macs=0.5), "
+                   "with per-group ratios chosen by measured sensitivity; not with --prune-ratio.")
 @click.option("--finetune-epochs", type=click.IntRange(1),
               help="Fine-tune the pruned model with distillation for up to this many epochs (needs train data).")
 @click.option("--emit", type=click.Choice(["c"]), multiple=True,
@@ -253,8 +256,8 @@ def _suite(command: str, target: str, checks, **properties):
               help="Parallel processes for several targets.")
 @_output_options
 def build(targets, all_targets, config, example, model, rep_data, eval_data, train_data, task, scale, mean, std,
-          out, prune_ratio, finetune_epochs, emit, no_cache, cache_dir, cache_size, lock_timeout, jobs, as_json, quiet, junit_xml,
-          targets_dir) -> None:
+          out, prune_ratio, prune_target, finetune_epochs, emit, no_cache, cache_dir, cache_size, lock_timeout, jobs,
+          as_json, quiet, junit_xml, targets_dir) -> None:
     """Prune, quantize, convert, verify and check a model for one or more targets."""
     from edgepipe import api
     from edgepipe.pipeline.cache import CacheSettings
@@ -266,6 +269,7 @@ def build(targets, all_targets, config, example, model, rep_data, eval_data, tra
                  "prune.ratio": prune_ratio, "prune.finetune.epochs": finetune_epochs}
     progress = TerminalProgress(quiet or as_json)
     with _reporting(as_json, junit_xml, "edgepipe.build"):
+        overrides["prune.target"] = _prune_target(prune_target)
         cache = CacheSettings.resolve(cache_dir, cache_size, enabled=False if no_cache else None)
         specs = list(targets)
         if not specs and not all_targets:
@@ -277,6 +281,19 @@ def build(targets, all_targets, config, example, model, rep_data, eval_data, tra
             sys.exit(_show_build(result, as_json, quiet, junit_xml))
         many = api.build_many(specs, config, all_targets=all_targets, workers=jobs, **kwargs)
     sys.exit(_show_many(many, as_json, quiet, junit_xml))
+
+
+def _prune_target(text: str | None) -> dict | None:
+    """``macs=0.5`` -> ``{"macs": "0.5"}``; the config validates the metric and the value, naming the key."""
+    if text is None:
+        return None
+    from edgepipe.errors import ConfigError
+    from edgepipe.prune.settings import PruneTarget
+
+    try:
+        return PruneTarget.parse(text)
+    except ValueError as exc:
+        raise ConfigError("--prune-target", str(exc)) from None
 
 
 def _show_build(result, as_json: bool, quiet: bool, junit: str | None) -> int:

@@ -3,9 +3,11 @@
 Runs only when the project config has a ``prune:`` section. The report's
 ``prune`` section records per-layer channels, params and MACs before and
 after, what recovery did (on which data, and whether label-free), and, at
-each stage (float original, pruned, recalibrated, fine-tuned), top-1 where
-there are labels (``accuracy``) and every output's closeness to the original
-float model, which needs none (``vs_original``). The int8 figure comes from
+each stage (float original, pruned, recalibrated, reconstructed, fine-tuned),
+top-1 where there are labels (``accuracy``) and every output's closeness to the
+original float model, which needs none (``vs_original``). Re-calibration and
+reconstruction are kept only if they bring the model closer to the original on
+held-out inputs (``edgepipe/prune/gate.py``); their sections say which, with both figures. The int8 figure comes from
 the verify stage, and :func:`check_against_original` holds it to
 ``max_drop`` against the *original* float model, which is what the user
 shipped before.
@@ -28,19 +30,26 @@ def run(ctx: BuildContext) -> StageOutcome:
         return StageOutcome(sections={"prune": {"enabled": False}})
     _check_recovery_data(ctx, settings)
     from edgepipe.prune import apply_mn_sparsity, prune_model
+    from edgepipe.prune.sensitivity import sensitivity_inputs
 
     original = ctx.model
     if settings.method == "channel":
-        result = prune_model(original, settings, ctx.profile.accelerator.channel_multiple)
+        result = prune_model(original, settings, ctx.profile.accelerator.channel_multiple,
+                             data=sensitivity_inputs(ctx.inputs))
     else:
         result = apply_mn_sparsity(original, settings)
     measure = _Measure(ctx, original)
     measure("float_pruned", result.model)
-    recal = _recalibrate(ctx, result.model) if settings.method == "channel" else None
-    measure("float_pruned_recalibrated", result.model if recal else None)
+    steps = {}
+    if settings.method == "channel":
+        judge, step_x = _held_out(ctx, original)
+        steps["bn_recalibration"] = _recalibrate(result.model, step_x, judge)
+        measure("float_pruned_recalibrated", result.model if steps["bn_recalibration"] else None)
+        steps["reconstruction"] = _reconstruct(ctx, result, original, step_x, judge)
+        measure("float_pruned_reconstructed", result.model if steps["reconstruction"].get("layers") else None)
     recovery = _recover(ctx, result.model, original, settings)
     measure("float_pruned_finetuned", result.model if recovery["done"] else None)
-    section = {"enabled": True, **result.to_dict(), "bn_recalibration": recal.to_dict() if recal else None,
+    section = {"enabled": True, **result.to_dict(), "bn_recalibration": steps.get("bn_recalibration"), **steps,
                "recovery": recovery, "accuracy": measure.accuracy, "vs_original": measure.vs_original}
     return StageOutcome(sections={"prune": section}, keras_model=result.model)
 
@@ -56,15 +65,74 @@ def _check_recovery_data(ctx: BuildContext, settings) -> None:
                           "edgepipe.yaml or pass --train-data/--rep-data, or remove prune.finetune")
 
 
-def _recalibrate(ctx: BuildContext, model):
-    """Fresh BatchNormalization statistics from unlabeled data (train, else representative)."""
+def _held_out(ctx: BuildContext, original):
+    """(a :class:`~edgepipe.prune.gate.Judge` on inputs the recovery steps do not see, or None;
+    the inputs the steps use). The eval data when there is some; else, when the steps use the
+    representative data, every 4th of its samples is set aside for judging them."""
+    from edgepipe.prune.gate import Judge
+
+    inputs = ctx.inputs
+    tasks = {o.name: o.task for o in inputs.io.outputs}
+    source = inputs.train or inputs.representative
+    step_x = source.x if source is not None else None
+    if inputs.eval is not None:
+        return Judge(original, inputs.eval.x, tasks, inputs.eval.where), step_x
+    rep = inputs.representative
+    if rep is None or len(rep.x) < 32:
+        return None, step_x
+    if source is not rep:  # the steps train on data.train: all representative samples are unseen
+        return Judge(original, rep.x, tasks, rep.where), step_x
+    held = np.arange(len(rep.x)) % 4 == 3
+    where = f"{rep.where} (every 4th sample, {int(held.sum())}, held out from the recovery steps)"
+    return Judge(original, rep.x[np.flatnonzero(held)], tasks, where), rep.x[np.flatnonzero(~held)]
+
+
+def _recalibrate(model, x, judge) -> dict | None:
+    """Fresh BatchNormalization statistics from unlabeled data (train, else representative),
+    kept only if they bring the model closer to the original on held-out inputs."""
+    from edgepipe.prune.gate import keep_if_better
     from edgepipe.prune.recalibrate import recalibrate_batchnorm
 
-    data = ctx.inputs.train or ctx.inputs.representative
-    if data is None:
+    if x is None:
         return None
-    rec = recalibrate_batchnorm(model, data.x)
-    return rec if rec.layers else None
+    done = []
+
+    def step() -> bool:
+        done.append(recalibrate_batchnorm(model, x))
+        return bool(done[0].layers)
+
+    decision = keep_if_better("bn_recalibration", model, judge, step)
+    return {**done[0].to_dict(), **_decided(decision)} if done[0].layers else None
+
+
+def _reconstruct(ctx: BuildContext, result, original, x, judge) -> dict:
+    """Least-squares refit of the layers that read pruned channels (reconstruct.py), kept only if it
+    helps on held-out inputs. ``prune.reconstruct`` (unset: on when there is no labelled training data)."""
+    from edgepipe.prune.gate import keep_if_better
+    from edgepipe.prune.reconstruct import reconstruct
+
+    wanted = ctx.project.prune.reconstruct
+    train = ctx.inputs.train
+    if wanted is None:
+        wanted = train is None or not train.labels
+        why = "off by default when there is labelled training data (fine-tuning uses it)"
+    else:
+        why = "prune.reconstruct is false"
+    if not wanted or x is None:
+        return {"done": False, "reason": why if not wanted else "no inputs to fit on"}
+    done = []
+
+    def step() -> bool:
+        done.append(reconstruct(result.model, original, x, result.kept_indices))
+        return bool(done[0].layers)
+
+    decision = keep_if_better("reconstruction", result.model, judge, step)
+    return {"done": decision.kept, **done[0].to_dict(), **_decided(decision)}
+
+
+def _decided(decision) -> dict:
+    """A step's decision in the report: kept or reverted, and the held-out figures it rests on."""
+    return {"kept": decision.kept, "decision": decision.to_dict()}
 
 
 def _recover(ctx: BuildContext, student, teacher, settings) -> dict:

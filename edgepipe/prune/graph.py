@@ -207,11 +207,19 @@ class DependencyGraph:
         return [self._fresh(s, f"output of {path}, kept whole: {reason}") for s in out_shapes]
 
     def _merge(self, ins: list[np.ndarray]) -> np.ndarray:
-        if len({len(v) for v in ins}) != 1:
+        """Unite the inputs position by position; a one-channel input broadcasts.
+
+        ``x * gate`` with a gate of one channel (spatial attention, a scalar
+        scale) computes ``out[..., c] = x[..., c] * gate[..., 0]`` for every c:
+        channel c of the output depends on channel c of the wide inputs and on
+        the gate alone, so removing it touches no other channel and the gate
+        is left as it is (it is not united with anything)."""
+        wide = [v for v in ins if len(v) != 1] or ins
+        if len({len(v) for v in wide}) != 1:
             raise _Unsupported("inputs of different widths (broadcasting)")
-        for vec in ins[1:]:
-            self.uf.union(ins[0], vec)
-        return ins[0]
+        for vec in wide[1:]:
+            self.uf.union(wide[0], vec)
+        return wide[0]
 
     def _producer_ids(self, op, shape, path, out_frozen) -> np.ndarray:
         """Fresh output ids, the same for every call of a shared layer."""

@@ -120,16 +120,28 @@ def finetune(
     ``tasks``: output name -> classification/regression/raw; outputs not named are
     guessed (see :func:`_guess_task`). ``train`` may carry no labels at all
     (``(x, None)``): recovery is then distillation alone.
+
+    The arguments are checked here (their errors are the user's), then the training
+    runs in a child process (:mod:`edgepipe.prune.child`): TensorFlow's oneDNN
+    kernels can segfault in training on some models, and a crash there must become
+    an error naming the workaround, not a dead build.
     """
     ft = settings.finetune if isinstance(settings, PruneSettings) else settings
     if ft is None:
         return FinetuneResult.skipped("no recovery was done: prune.finetune is not set")
     if train is None:
         raise MissingTrainingDataError()
-    xs, labels = _prepare("training data", student, train)
-    sample = _named_call(student, [a[: ft.batch_size] for a in xs])
-    tasks, notes = _resolve_tasks(tasks, sample, labels)
-    labels = {n: _coerce_labels("training data", n, tasks[n], y, sample[n].shape) for n, y in labels.items()}
+    _check_arguments(student, teacher, train, eval, ft, tasks)
+    from edgepipe.prune.child import finetune_in_child
+
+    return finetune_in_child(student, teacher, train, eval, ft, on_epoch, tasks)
+
+
+def finetune_here(student: keras.Model, teacher: keras.Model | None, train: Data, eval: Data | None,
+                  ft: FinetuneSettings, on_epoch: Callable[[int, dict], None] | None = None,
+                  tasks: Mapping[str, str] | None = None) -> FinetuneResult:
+    """:func:`finetune`'s training loop, in this process (the child process runs it)."""
+    xs, labels, sample, tasks, notes = _setup(student, train, tasks, ft.batch_size)
     targets = _teacher_targets(teacher, xs, tasks, ft.batch_size)
     plans = _plans(tasks, labels, targets, ft, teacher is not None, notes)
     step = _train_step(student, plans, ft, {n: _is_probability(o) for n, o in sample.items()})
@@ -145,6 +157,34 @@ def finetune(
         if loop.record(row, ft.patience):
             break
     return loop.finish(ft, plans, label_free=not any(p.labels for p in plans))
+
+
+def _setup(student: keras.Model, train: Data, tasks: Mapping[str, str] | None, batch_size: int):
+    """(inputs, labels by output, a sample of the outputs, tasks, notes), or the user's InputError."""
+    xs, labels = _prepare("training data", student, train)
+    sample = _named_call(student, [a[:batch_size] for a in xs])
+    tasks, notes = _resolve_tasks(tasks, sample, labels)
+    labels = {n: _coerce_labels("training data", n, tasks[n], y, sample[n].shape) for n, y in labels.items()}
+    return xs, labels, sample, tasks, notes
+
+
+def _check_arguments(student, teacher, train: Data, eval: Data | None, ft: FinetuneSettings, tasks) -> None:
+    """Every error of :func:`finetune_here` that is the caller's, raised in the caller's process."""
+    xs, labels, sample, tasks, notes = _setup(student, train, tasks, ft.batch_size)
+    targets = _teacher_targets(teacher, [a[:8] for a in xs], tasks, ft.batch_size)
+    plans = _plans(tasks, labels, targets, ft, teacher is not None, notes)
+    if eval is not None:
+        _, eval_labels = _prepare("eval data", student, eval)
+        for p in plans:
+            if p.name in eval_labels and p.task != "raw":
+                _coerce_labels("eval data", p.name, p.task, eval_labels[p.name], sample[p.name].shape)
+
+
+def result_from_dict(doc: dict, model: keras.Model | None = None) -> FinetuneResult:
+    """The inverse of ``FinetuneResult.to_dict()`` (the child process sends its result as JSON)."""
+    history = tuple(EpochMetrics(**row) for row in doc.get("history") or ())
+    outputs = tuple(OutputPlan(**plan) for plan in doc.get("outputs") or ())
+    return FinetuneResult(**{**doc, "history": history, "outputs": outputs, "model": model})
 
 
 # --- data -----------------------------------------------------------------------------------------------

@@ -80,7 +80,9 @@ class KeptLayer:
 class PruneResult:
     """What channel pruning did. ``model`` is the new, narrower Keras model;
     ``kept_indices[layer][vector]`` are the original positions kept along the
-    layer's "in", "mid" (separable) and "out" channel axes (not in ``to_dict``)."""
+    layer's "in", "mid" (separable) and "out" channel axes (not in ``to_dict``);
+    ``allocation`` is how a ``prune.target`` was met (an ``allocate.Allocation``,
+    None for a uniform ratio)."""
 
     model: Any = field(repr=False, compare=False, metadata={"report": False})
     method: str
@@ -93,9 +95,14 @@ class PruneResult:
     kept_whole: tuple[KeptLayer, ...]
     notes: tuple[str, ...] = ()
     kept_indices: dict = field(default_factory=dict, repr=False, metadata={"report": False})
+    allocation: Any = None
 
     def to_dict(self) -> dict:
+        """Each group also gets ``effective_ratio``: the fraction of its units actually removed, which
+        channel_multiple rounding can make smaller than the requested ``ratio``."""
         data = to_jsonable(self)
         data["totals"]["params_ratio"] = self.totals.params_ratio
         data["totals"]["macs_ratio"] = self.totals.macs_ratio
+        for group, row in zip(self.groups, data["groups"]):
+            row["effective_ratio"] = 1.0 - group.kept / group.units if group.units else 0.0
         return data

@@ -84,11 +84,11 @@ def unknown(reason: str) -> Rule:
 
 def rule_for(op, in_shapes: tuple[tuple, ...], tensor_args_only: bool) -> Rule:
     """The rule for one call of ``op`` with inputs of ``in_shapes``."""
+    rank = len(in_shapes[0]) if in_shapes else 0
     if not isinstance(op, L.Layer):
-        return _op_rule(op, tensor_args_only)
+        return _op_rule(op, tensor_args_only, rank)
     if getattr(op, "data_format", "channels_last") != "channels_last":
         return unknown("channels_first data format: the channel axis is not last")
-    rank = len(in_shapes[0]) if in_shapes else 0
     rule = _layer_rule(op, rank)
     if rule.weights and not {w.name for w in op.weights} <= set(rule.weights):
         found = sorted(w.name for w in op.weights)
@@ -96,11 +96,34 @@ def rule_for(op, in_shapes: tuple[tuple, ...], tensor_args_only: bool) -> Rule:
     return rule
 
 
-def _op_rule(op, tensor_args_only: bool) -> Rule:
+def _op_rule(op, tensor_args_only: bool, rank: int) -> Rule:
     name = type(op).__name__
-    if name in MERGE_OPS and type(op).__module__.startswith("keras.") and tensor_args_only:
+    ours = type(op).__module__.startswith("keras.")
+    if name in MERGE_OPS and ours and tensor_args_only:
         return Rule("merge")
+    if name == "Transpose" and ours and tensor_args_only:
+        axes = getattr(op, "axes", None)
+        axes = tuple(a % rank for a in axes) if axes is not None and rank else None
+        dims = axes[1:] if axes and axes[0] == 0 else None  # None: it moves the batch axis
+        return permute_rule(dims, rank, "keras.ops.transpose")
     return unknown(f"keras operation {name!r} with no pruning rule")
+
+
+def permute_rule(dims: tuple[int, ...] | None, rank: int, what: str) -> Rule:
+    """A reordering of axes that leaves the channel axis last is exact to prune through.
+
+    ``dims`` are the new order of the non-batch axes (1-based, as ``Permute``
+    takes them). Moving H and W (or time) around carries each channel's values
+    along unchanged, and channel ``c`` stays at position ``c`` of the last
+    axis: the tensor is the same set of per-channel planes, so removing a
+    channel before the permutation is removing it after. If the channel axis
+    moves, positions of the last axis are no longer channels: kept whole.
+    """
+    if dims is None or len(dims) != rank - 1:
+        return unknown(f"{what} that moves the batch axis or has no axes given (it reverses them)")
+    if dims[-1] != rank - 1:
+        return unknown(f"{what} {tuple(dims)} moves the channel axis off the last position")
+    return Rule("passthrough")
 
 
 def _layer_rule(layer, rank: int) -> Rule:
@@ -129,6 +152,8 @@ def _layer_rule(layer, rank: int) -> Rule:
     if cls is L.Concatenate:
         channel_axis = layer.axis in (-1, rank - 1)
         return Rule("concat" if channel_axis else "merge")
+    if cls is L.Permute:
+        return permute_rule(tuple(layer.dims), rank, "Permute")
     if cls is L.Flatten:
         return Rule("flatten")
     if cls is L.Reshape:

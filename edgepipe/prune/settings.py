@@ -50,6 +50,61 @@ class FinetuneSettings(_Strict):
     seed: int = Field(default=0, description="Random seed for shuffling.")
 
 
+METRICS = ("macs", "size", "latency")
+
+
+class PruneTarget(_Strict):
+    """What a sensitivity-aware prune must reach, as the fraction of the original model KEPT.
+
+    ``{macs: 0.5}`` asks for at most 50 % of the original multiply-accumulates;
+    ``size`` counts parameters (one byte each in int8); ``latency`` uses MACs as
+    its proxy (no converted model exists yet when pruning runs), and the report
+    says so. Exactly one metric is given.
+    """
+
+    macs: float | None = Field(default=None, description=(
+        "Keep at most this fraction of the original MACs, 0 < macs < 1 (0.5 = half the MACs)."))
+    size: float | None = Field(default=None, description=(
+        "Keep at most this fraction of the original parameters (int8 weight bytes), 0 < size < 1."))
+    latency: float | None = Field(default=None, description=(
+        "Keep at most this fraction of the original latency, 0 < latency < 1; estimated by MACs "
+        "(the report says so), since no converted model exists while pruning."))
+
+    @field_validator("macs", "size", "latency")
+    @classmethod
+    def _fraction(cls, value: float | None, info) -> float | None:
+        if value is not None and not 0.0 < value < 1.0:
+            raise ValueError(f"{info.field_name}={value} is outside the allowed range (0, 1) "
+                             f"(the fraction of the original {info.field_name} to keep)")
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PruneTarget:
+        given = [m for m in METRICS if getattr(self, m) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of {', '.join(METRICS)} (found {given or 'none'}), "
+                             f"e.g. target: {{macs: 0.5}}")
+        return self
+
+    @property
+    def metric(self) -> str:
+        return next(m for m in METRICS if getattr(self, m) is not None)
+
+    @property
+    def fraction(self) -> float:
+        """The fraction of the original metric to keep."""
+        return float(getattr(self, self.metric))
+
+    @classmethod
+    def parse(cls, text: str) -> dict[str, str]:
+        """``macs=0.5`` (the CLI's form) -> ``{"macs": "0.5"}``; the value is validated with the config."""
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"expected METRIC=FRACTION such as macs=0.5 (metrics: {', '.join(METRICS)}), "
+                             f"found {text!r}")
+        return {key.strip(): value.strip()}
+
+
 class PruneSettings(_Strict):
     """How to prune. ``method: channel`` narrows layers (smaller, faster
     everywhere); ``method: mn`` zeroes ``n`` of every ``m`` consecutive input
@@ -58,7 +113,11 @@ class PruneSettings(_Strict):
     method: Literal["channel", "mn"] = Field(default="channel", description=(
         "channel: remove whole channels and rebuild a narrower model (smaller and faster everywhere); "
         "mn: zero n of every m weights (same size and speed on dense int8 runtimes)."))
-    ratio: float = Field(default=0.5, description="Fraction of each prunable channel group removed, 0 <= ratio < 1.")
+    ratio: float = Field(default=0.5, description=(
+        "Fraction of each prunable channel group removed, 0 <= ratio < 1 (not with target)."))
+    target: PruneTarget | None = Field(default=None, description=(
+        "Instead of a uniform ratio: the fraction of the original macs, size or latency to keep, reached "
+        "with per-group ratios chosen by measured sensitivity and cost (docs/pruning.md). Not with ratio."))
     per_layer: dict[str, float] = Field(default_factory=dict, description=(
         "Ratio per Keras layer name, overriding ratio for that layer's group."))
     exclude: list[str] | None = Field(default=None, description=(
@@ -67,6 +126,10 @@ class PruneSettings(_Strict):
         "How channels are ranked: l1 or l2 norm of their weights, or the BatchNormalization scale (bn)."))
     n: int = Field(default=2, ge=1, description="weights kept in each block of m")
     m: int = Field(default=4, ge=2, description="block size along the input axis")
+    reconstruct: bool | None = Field(default=None, description=(
+        "Refit the layers that read pruned channels by least squares so their outputs match the unpruned "
+        "model's (no training, inputs only); kept only if it brings the pruned model closer to the original "
+        "on held-out inputs. null: on when there is no labelled training data."))
     finetune: FinetuneSettings | None = Field(default=None, description=(
         "Recover accuracy after pruning by distillation from the unpruned model (unset: no fine-tuning)."))
 
@@ -81,6 +144,19 @@ class PruneSettings(_Strict):
         for name, ratio in value.items():
             _check_ratio(f"per_layer.{name}", ratio)
         return value
+
+    @model_validator(mode="after")
+    def _target_alone(self) -> PruneSettings:
+        """A target decides every group's ratio, so a ratio given beside it would be silently ignored."""
+        if self.target is None:
+            return self
+        for key in ("ratio", "per_layer"):
+            if key in self.model_fields_set:
+                raise ValueError(f"prune.{key} and prune.target are mutually exclusive "
+                                 f"(the target chooses every group's ratio): remove one of them")
+        if self.method != "channel":
+            raise ValueError("prune.target needs method: channel (n:m sparsity has no ratio to choose)")
+        return self
 
     @model_validator(mode="after")
     def _n_below_m(self) -> PruneSettings:
@@ -103,7 +179,12 @@ class PruneSettings(_Strict):
             raise ConfigError(key, problem) from None
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        """JSON-able; with a target, without the ratio it replaces (so from_dict accepts it again)."""
+        data = self.model_dump(mode="json")
+        if self.target is not None:
+            del data["ratio"], data["per_layer"]
+            data["target"] = {self.target.metric: self.target.fraction}
+        return data
 
 
 def check_layer_names(settings: PruneSettings, known: Iterable[str]) -> None:

@@ -10,6 +10,7 @@ from edgepipe.report_html.data import as_dict, as_list, dig, fraction, is_number
 
 STAGES = (("float_original", "float, original"), ("float_pruned", "float, pruned"),
           ("float_pruned_recalibrated", "float, pruned, BN recalibrated"),
+          ("float_pruned_reconstructed", "float, pruned, reconstructed"),
           ("float_pruned_finetuned", "float, pruned, fine-tuned"), ("int8_pruned", "int8, pruned (shipped)"))
 
 

@@ -108,7 +108,7 @@ def test_every_model_output_is_frozen():
     assert_matches_reference(model, result, images((8, 8, 3)))
 
 
-def test_broadcast_multiply_is_kept_whole():
+def test_a_one_channel_gate_is_broadcast_and_the_features_prune():
     keras.utils.set_random_seed(14)
     inputs = keras.Input((8, 8, 3))
     x = conv_bn_relu(inputs, 8, "a")
@@ -116,8 +116,8 @@ def test_broadcast_multiply_is_kept_whole():
     x = L.Multiply(name="mul")([x, gate])
     outputs = L.Dense(3, name="classifier")(L.GlobalAveragePooling2D()(x))
     result = prune_model(keras.Model(inputs, outputs), OPEN)
-    assert "mul" in {k.name for k in result.kept_whole}
-    assert _widths(result)["a"] == 8
+    assert "mul" not in {k.name for k in result.kept_whole}
+    assert _widths(result)["a"] == 4 and _widths(result)["gate"] == 1, "the gate is broadcast, never pruned"
 
 
 def test_channels_first_conv_is_kept_whole():

@@ -1,0 +1,89 @@
+"""MACs and parameters of a pruning decision, counted without rebuilding the model.
+
+The allocator tries hundreds of candidate decisions; rebuilding a Keras model
+for each would take minutes. A decision is a boolean per channel id
+(``keep_id``, as ``rebuild.plan_layers`` takes it), and every layer's width
+follows from the ids it reads and writes, so both counts are exact: MACs
+recompute :func:`stats.call_macs` with the kept widths; parameters slice
+each weight's shape along the axes its rule names, as ``LayerPlan.slice``
+slices the values. Tests check both against ``model_stats`` of the rebuilt
+model.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from math import prod
+
+import numpy as np
+
+from edgepipe.prune.graph import DependencyGraph, TracedCall
+from edgepipe.prune.stats import call_macs
+from edgepipe.prune.walk import Call, iter_calls, leaf_layers
+
+
+def _with_width(shape: tuple, width: int) -> tuple:
+    return (*shape[:-1], width)
+
+
+@dataclass(frozen=True)
+class _Counted:
+    call: Call
+    traced: TracedCall | None
+
+
+class CostModel:
+    """``macs(keep_id)`` and ``params(keep_id)`` of the model pruned as ``keep_id`` says."""
+
+    def __init__(self, graph: DependencyGraph):
+        traced: dict[str, list[TracedCall]] = defaultdict(list)
+        for call in graph.calls:
+            traced[call.path].append(call)
+        seen: dict[str, int] = defaultdict(int)
+        self._calls: list[_Counted] = []
+        for call in iter_calls(graph.model):
+            index = seen[call.path]
+            seen[call.path] += 1
+            matches = traced.get(call.path, [])
+            self._calls.append(_Counted(call, matches[index] if index < len(matches) else None))
+        self._first = {c.path: c for c in graph.first_calls()}
+        self._layers = leaf_layers(graph.model)
+
+    def macs(self, keep_id: np.ndarray) -> int:
+        """Multiply-accumulates of the pruned model (same counting as ``stats.model_stats``)."""
+        return sum(call_macs(self._narrowed(c, keep_id)) for c in self._calls)
+
+    def params(self, keep_id: np.ndarray) -> int:
+        """Parameters of the pruned model (one byte each once int8)."""
+        return sum(self._layer_params(path, layer, keep_id) for path, layer in self._layers.items())
+
+    def measure(self, metric: str, keep_id: np.ndarray) -> int:
+        """``latency`` is estimated by MACs: no converted model exists while pruning."""
+        return self.params(keep_id) if metric == "size" else self.macs(keep_id)
+
+    @staticmethod
+    def _narrowed(counted: _Counted, keep_id: np.ndarray) -> Call:
+        call, traced = counted.call, counted.traced
+        if traced is None or len(call.in_shapes) != 1 or len(call.out_shapes) != 1:
+            return call
+        (ins,), (outs,) = call.in_shapes, call.out_shapes
+        if not ins or not outs or len(traced.inputs[0]) != ins[-1] or len(traced.outputs[0]) != outs[-1]:
+            return call
+        width_in = int(keep_id[traced.inputs[0]].sum())
+        width_out = int(keep_id[traced.outputs[0]].sum())
+        return replace(call, in_shapes=(_with_width(ins, width_in),), out_shapes=(_with_width(outs, width_out),))
+
+    def _layer_params(self, path: str, layer, keep_id: np.ndarray) -> int:
+        traced = self._first.get(path)
+        if traced is None or not traced.rule.weights:
+            return layer.count_params()
+        total = 0
+        for weight in layer.weights:
+            shape = list(weight.shape)
+            for axis, vector in traced.rule.weights.get(weight.name, ()):
+                mask = keep_id[traced.vector(vector)]
+                if shape[axis] == len(mask):
+                    shape[axis] = int(mask.sum())
+            total += prod(shape)
+        return total
