@@ -234,6 +234,8 @@ def _suite(command: str, target: str, checks, **properties):
 @click.option("--rep-data", help="Representative data source (file.npz, folder, module:function).")
 @click.option("--eval-data", help="Eval data source with labels.")
 @click.option("--train-data", help="Training data source (for fine-tuning).")
+@click.option("--val-data", help="Validation data for fine-tuning's early stopping (default: a tenth of the "
+                                 "training data, kept out of training); never the eval data that is reported.")
 @_data_options
 @click.option("-o", "--out", type=click.Path(file_okay=False),
               help="Output folder (default <output>/<target>); with several targets, <out>/<target>.")
@@ -255,7 +257,8 @@ def _suite(command: str, target: str, checks, **properties):
 @click.option("-j", "--jobs", type=click.IntRange(1), default=2, show_default=True,
               help="Parallel processes for several targets.")
 @_output_options
-def build(targets, all_targets, config, example, model, rep_data, eval_data, train_data, task, scale, mean, std,
+def build(targets, all_targets, config, example, model, rep_data, eval_data, train_data, val_data, task, scale,
+          mean, std,
           out, prune_ratio, prune_target, finetune_epochs, emit, no_cache, cache_dir, cache_size, lock_timeout, jobs,
           as_json, quiet, junit_xml, targets_dir) -> None:
     """Prune, quantize, convert, verify and check a model for one or more targets."""
@@ -264,7 +267,7 @@ def build(targets, all_targets, config, example, model, rep_data, eval_data, tra
     from edgepipe.render import TerminalProgress
 
     overrides = {"model": model, "data.representative": rep_data, "data.eval": eval_data,
-                 "data.train": train_data, "task": task, "preprocess.scale": scale,
+                 "data.train": train_data, "data.val": val_data, "task": task, "preprocess.scale": scale,
                  "preprocess.mean": mean, "preprocess.std": std, "emit": list(emit) or None,
                  "prune.ratio": prune_ratio, "prune.finetune.epochs": finetune_epochs}
     progress = TerminalProgress(quiet or as_json)

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 import edgepipe
@@ -78,3 +79,20 @@ def test_cli_prune_flags_reach_the_config(tmp_path):
                                    "-o", str(tmp_path)])
     assert res.exit_code == 2
     assert "prune.ratio" in res.output and "[0, 1)" in res.output
+
+
+def test_early_stopping_watches_validation_data_never_the_eval_data(tmp_path, tiny_model_path, data_npz):
+    from ep_helpers import write_project
+
+    cfg = write_project(tmp_path, tiny_model_path, data_npz, prune={"ratio": 0.5, "finetune": {"epochs": 1}})
+    doc = yaml.safe_load(cfg.read_text())
+    doc["data"]["train"] = {"path": str(data_npz), "x": "x_train", "y": "y_train"}
+    cfg.write_text(yaml.safe_dump(doc))
+    held = edgepipe.build("rpi4", cfg, out=tmp_path / "a").report.to_dict()["prune"]["recovery"]["data"]
+    assert held["early_stopping"]["role"] == "train (held out)" and held["early_stopping"]["samples"] == 140
+    assert held["train"]["samples"] == 1260, "1400 training samples less every 10th"
+
+    doc["data"]["val"] = {"path": str(data_npz), "x": "x", "y": None}
+    cfg.write_text(yaml.safe_dump(doc))
+    given = edgepipe.build("rpi4", cfg, out=tmp_path / "b").report.to_dict()["prune"]["recovery"]["data"]
+    assert given["early_stopping"]["role"] == "val" and given["train"]["samples"] == 1400

@@ -115,10 +115,14 @@ class DataConfig(_Strict):
     representative: Any = Field(default=None, description=(
         "Inputs for calibration (no labels needed); --rep-data on the command line."))
     eval: Any = Field(default=None, description=(
-        "Held-out inputs with labels: accuracy is measured on them with the device's kernels; --eval-data."))
+        "Held-out inputs, with labels where there are any: accuracy is measured on them with the device's "
+        "kernels (without labels, against the float model); --eval-data."))
     train: Any = Field(default=None, description="Training data, for fine-tuning after pruning; --train-data.")
+    val: Any = Field(default=None, description=(
+        "Validation data for fine-tuning's early stopping (default: every 10th training sample, kept out of "
+        "training); never the eval data, whose figure is reported and gated; --val-data."))
 
-    @field_validator("representative", "eval", "train")
+    @field_validator("representative", "eval", "train", "val")
     @classmethod
     def _source(cls, v: Any) -> Any:
         if v is not None:

@@ -51,6 +51,7 @@ class BuildInputs:
     eval: Split | None
     train: Split | None = None
     notes: list[str] = field(default_factory=list)
+    val: Split | None = None  # early stopping of fine-tuning; never the eval data that is reported
 
     @property
     def input_shape(self) -> tuple:
@@ -71,7 +72,7 @@ class BuildInputs:
 
     def hashes(self) -> dict:
         out = {"model": {"path": self.model_path, "sha256": self.model_sha256}}
-        for role in ("representative", "eval", "train"):
+        for role in ("representative", "eval", "train", "val"):
             split = getattr(self, role)
             if split is not None:
                 out[role] = {"source": split.where, "sha256": split.sha256, "samples": int(len(split.x)),
@@ -105,9 +106,10 @@ def load_inputs(project: ProjectConfig, target: TargetProfile, calibration_sampl
         check_calibration(rep.x, target.quantization.min_calibration_samples, rep.where)
         rep, held_out = _calibration_split(rep, calibration_samples)
     train = load_split(project, "train", io, labelled=True, need_labels=True)
+    val = load_split(project, "val", io, labelled=True)
     notes = check_calibration_range(_first(rep.x), rep.where, _first(ev.x) if ev else None, ev.where if ev else "") \
         if rep is not None and needs_rep else []
-    return BuildInputs(model, str(path), sha, io, rep, ev or held_out, train, notes=notes)
+    return BuildInputs(model, str(path), sha, io, rep, ev or held_out, train, notes=notes, val=val)
 
 
 def _first(x):

@@ -32,7 +32,7 @@ def stage_key(ctx) -> dict:
     """Everything the model stages read: content hashes, config, profile minus budgets, settings."""
     inputs = ctx.inputs
     data = {role: array_digest(*arrays_of(split.x), *(split.labels[k] for k in sorted(split.labels)))
-            for role in ("representative", "eval", "train") if (split := getattr(inputs, role)) is not None}
+            for role in ("representative", "eval", "train", "val") if (split := getattr(inputs, role)) is not None}
     return {
         "model": inputs.model_sha256,
         "data": data,

@@ -15,6 +15,8 @@ shipped before.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from edgepipe.checks import Check
@@ -138,22 +140,44 @@ def _decided(decision) -> dict:
 def _recover(ctx: BuildContext, student, teacher, settings) -> dict:
     """Fine-tune ``student`` in place, distilling every output from ``teacher``: on the training data
     with its labels, or, without ``data.train``, on the representative data with none. Early stopping
-    watches the eval split (which may be representative samples held out from calibration).
+    watches ``data.val``, else a tenth of the training samples kept out of training — never the eval
+    data, whose figure is reported and gated (choosing the epoch on it would make that figure optimistic).
     Returns the report's ``prune.recovery``, with ``data`` saying which data was used."""
     from edgepipe.prune import finetune
 
     inputs = ctx.inputs
     train, role = (inputs.train, "train") if inputs.train is not None else (inputs.representative, "representative")
-    ev = inputs.eval
+    train, val, val_role = _validation(train, inputs.val, role)
     epochs = settings.finetune.epochs if settings.finetune else 0
     with ctx.progress.task("fine-tuning (epochs)", epochs) as update:
         result = finetune(student, teacher, (train.x, train.labels) if train is not None else None,
-                          (ev.x, ev.labels) if ev is not None else None, settings,
+                          (val.x, val.labels) if val is not None else None, settings,
                           on_epoch=lambda epoch, _: update(epoch), tasks={o.name: o.task for o in inputs.io.outputs})
     doc = result.to_dict()
     if result.done:
-        doc["data"] = {"train": _describe(train, role), "eval": _describe(ev, "eval") if ev is not None else None}
+        doc["data"] = {"train": _describe(train, role), "early_stopping": _describe(val, val_role) if val else None}
     return doc
+
+
+VAL_EVERY = 10  # without data.val, every 10th training sample decides early stopping instead of training
+
+
+def _validation(train, val, role: str):
+    """(the samples to train on, the ones early stopping watches, what those are) — disjoint."""
+    if train is None or val is not None:
+        return train, val, "val"
+    n = len(train.x)
+    if n < 2 * VAL_EVERY:  # too few to spare: train on all, no early stopping
+        return train, None, ""
+    held = np.arange(0, n, VAL_EVERY)
+    kept = np.setdiff1d(np.arange(n), held)
+
+    def part(idx, where):
+        return dataclasses.replace(train, x=train.x[idx], labels={k: v[idx] for k, v in train.labels.items()},
+                                   where=f"{train.where} ({where})")
+
+    return (part(kept, f"{len(kept)} samples trained on"),
+            part(held, f"every {VAL_EVERY}th sample, {len(held)}, kept out of training"), f"{role} (held out)")
 
 
 def _describe(split, role: str) -> dict:

@@ -217,8 +217,10 @@ def test_build_recovers_without_labels_from_representative_data(label_free_build
     rec = doc["prune"]["recovery"]
     assert rec["done"] and rec["label_free"] and rec["history"]
     assert rec["data"]["train"]["role"] == "representative" and rec["data"]["train"]["labelled_outputs"] == []
-    assert rec["data"]["train"]["samples"] == 800, "the samples calibration uses"
-    assert rec["data"]["eval"]["held_out_from_calibration"] and rec["data"]["eval"]["samples"] == 600
+    assert rec["data"]["train"]["samples"] == 720, "the 800 samples calibration uses, less every 10th"
+    stopping = rec["data"]["early_stopping"]
+    assert stopping["role"] == "representative (held out)" and stopping["samples"] == 80
+    assert "kept out of training" in stopping["source"], "early stopping never watches the reported eval data"
     assert {o["name"]: o["distill"] for o in rec["outputs"]} == {"cls": "kl", "box": "mse", "seg": "mse"}
     assert label_free_build.exit_code == 0, [c.detail for c in label_free_build.report.checks if c.status == "fail"]
 

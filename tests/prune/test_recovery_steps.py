@@ -27,7 +27,7 @@ def _ctx(model, step_x, eval_x, settings=None, labels=None):
     def split(x, where, lab=None):
         return Split(x, {"classifier": lab} if lab is not None else {}, where, "sha")
 
-    inputs = SimpleNamespace(train=split(step_x, "train", labels), representative=None,
+    inputs = SimpleNamespace(train=split(step_x, "train", labels), representative=None, val=None,
                              eval=split(eval_x, "held-out digits"), io=io)
     return SimpleNamespace(project=SimpleNamespace(prune=settings or PruneSettings(ratio=0.5), source="test"),
                            model=model, profile=SimpleNamespace(accelerator=SimpleNamespace(channel_multiple=1)),
