@@ -31,10 +31,22 @@ def prune(doc: dict) -> dict | None:
     stages = [{"label": label, "top1": acc[key], "bar": fraction(acc[key], 100)}
               for key, label in STAGES if is_number(acc.get(key))]
     return {"method": p.get("method"), "ratio": dig(p, "settings", "ratio"), "rows": rows, "stages": stages,
+            "target": as_dict(dig(p, "settings", "target")), "steps": _steps(p),
             "totals": as_dict(p.get("totals")), "channel_multiple": p.get("channel_multiple"),
             "whole": [g for g in as_list(p.get("groups")) if isinstance(g, dict) and g.get("frozen")],
             "history": [h for h in as_list(dig(p, "recovery", "history")) if isinstance(h, dict)],
             "notes": [str(n) for n in as_list(p.get("notes"))]}
+
+
+def _steps(p: dict) -> list[dict]:
+    """Each recovery step that was judged: kept or reverted, and its error against the unpruned model."""
+    out = []
+    for key, label in (("bn_recalibration", "BatchNorm re-calibration"), ("reconstruction", "least-squares refit")):
+        d = as_dict(dig(p, key, "decision"))
+        if d:
+            out.append({"label": label, "decision": str(d.get("decision") or ""), "reason": str(d.get("reason") or ""),
+                        "before": d.get("error_before"), "after": d.get("error_after")})
+    return out
 
 
 def _before_after(row: dict, key: str) -> tuple:
