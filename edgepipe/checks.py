@@ -42,6 +42,16 @@ def verdict_of(checks: list[Check]) -> str:
     return "passed"
 
 
+def held_to_measurement(checks: list[Check], required: bool) -> list[Check]:
+    """``checks`` with a skipped accuracy check turned into a failure when the profile requires a
+    measurement (``accuracy.require_measured``): then an unmeasured model is FAILED, not UNVERIFIED."""
+    if not required:
+        return checks
+    return [Check(c.name, "fail", c.measured, c.budget, c.unit,
+                  f"{c.detail}; accuracy.require_measured is true, so an unmeasured model fails", c.source)
+            if c.name == "accuracy" and c.status == "skip" else c for c in checks]
+
+
 def budget_check(name: str, measured: float, budget: float | None, unit: str,
                  source: str | None = None, what: str = "") -> Check:
     """measured <= budget, or skipped when the profile sets no budget."""

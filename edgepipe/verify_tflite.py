@@ -28,7 +28,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgepipe.checks import Check
+from edgepipe.checks import Check, held_to_measurement
 from edgepipe.config.project import ProjectConfig
 from edgepipe.config.targets import ResolvedTarget
 from edgepipe.data.calibration import check_against_input_range
@@ -159,6 +159,7 @@ def run_verify(path: str | Path, target: ResolvedTarget, project: ProjectConfig,
             ctx.apply(checked)
         with ctx.stage("verify"):
             _accuracy(ctx, gate)
+            report.checks = held_to_measurement(report.checks, target.profile.accuracy.require_measured)
     return VerifyResult(report, tfl)
 
 

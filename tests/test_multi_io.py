@@ -221,6 +221,25 @@ def test_nothing_to_measure_is_unverified_not_passed(tiny_model_path, tmp_path):
     assert doc["status"] == "unverified"
 
 
+def test_a_profile_can_require_a_measurement(tiny_model_path, tiny_build, tmp_path):
+    """accuracy.require_measured: an unmeasured model is FAILED (exit 1), in build and in verify."""
+    cfg = tmp_path / "edgepipe.yaml"
+    cfg.write_text(yaml.safe_dump({"model": str(tiny_model_path), "quantization": {"scheme": "dynamic"}}))
+    profile = tmp_path / "strict.yaml"
+    profile.write_text(yaml.safe_dump({"name": "strict", "extends": "rpi4", "accuracy": {"require_measured": True},
+                                       "quantization": {"scheme": "dynamic", "input_dtype": "float32",
+                                                        "output_dtype": "float32"}}))
+    res = CliRunner().invoke(cli, ["build", "-t", str(profile), "--config", str(cfg), "-o", str(tmp_path / "o")])
+    assert res.exit_code == 1, res.output
+    assert "require_measured" in res.output and "UNVERIFIED" not in res.output
+    assert json.loads((tmp_path / "o" / "report.json").read_text())["status"] == "failed"
+    strict_int8 = tmp_path / "strict8.yaml"
+    strict_int8.write_text(yaml.safe_dump({"name": "strict8", "extends": "rpi4",
+                                           "accuracy": {"require_measured": True}}))
+    res = CliRunner().invoke(cli, ["verify", str(tiny_build.artifacts["model.tflite"]), "-t", str(strict_int8)])
+    assert res.exit_code == 1 and "require_measured" in res.output, res.output
+
+
 def test_a_pruned_model_is_held_to_the_original_without_labels(data_npz, tmp_path):
     """Pruning a hidden conv down to one channel with no recovery: the int8 model no longer agrees with the original."""
     import keras

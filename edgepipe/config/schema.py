@@ -172,6 +172,9 @@ class Accuracy(_Strict):
         default=15.0, allow_inf_nan=False,
         description="Without labels, regression and raw outputs: least signal-to-quantization-noise ratio "
                     "(dB) of each output against the float model on held-out samples.")
+    require_measured: bool = Field(default=False, description=(
+        "Fail (exit 1) instead of UNVERIFIED when accuracy cannot be measured (no data beyond calibration, "
+        "or nothing to compare with): for CI jobs that must never ship an unmeasured model."))
     min_cosine: float | None = Field(
         default=None, ge=-1, le=1, allow_inf_nan=False,
         description="Without labels: least mean cosine similarity of each output against the float model "

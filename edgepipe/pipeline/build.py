@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edgepipe.config.project import ProjectConfig
 from edgepipe.config.targets import ResolvedTarget
+from edgepipe.checks import held_to_measurement
 from edgepipe.errors import InternalError
 from edgepipe.pipeline import check_stage, emit_stage, prune_stage, quantize_stage, verify_stage
 from edgepipe.pipeline.cache import StageCache, open_cache
@@ -67,6 +68,7 @@ def run_build(project: ProjectConfig, target: ResolvedTarget, out_dir: Path, pro
             against = prune_stage.check_against_original(pruned.sections["prune"], verified.sections.get("accuracy"),
                                                          ctx.profile.accuracy)
             ctx.report.checks += [against] if against else []
+            ctx.report.checks = held_to_measurement(ctx.report.checks, ctx.profile.accuracy.require_measured)
         with ctx.stage("emit"):
             ctx.report.sections["cache"] = memo.summary()
             emit_stage.run(ctx)
