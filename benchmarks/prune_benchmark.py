@@ -498,7 +498,8 @@ def main() -> None:
         args.epochs, args.finetune_epochs, args.rounds, args.per_round = 2, 1, 3, 5
     keras.utils.set_random_seed(args.seed)
     data, val, test = load_data(args.seed)
-    print(f"digits {SIDE}x{SIDE}: train {len(data[0])}, val {len(val[0])}, test {len(test[0])}; "
+    print(f"digits (each model's heading names its input shape): train {len(data[0])}, val {len(val[0])}, "
+          f"test {len(test[0])}; "
           f"LiteRT num_threads={args.threads}, {args.rounds} interleaved rounds x "
           f"{args.per_round} invokes, min and median; channel_multiple={args.channel_multiple}")
     builders = {"resnet": resnet, "mobilenet": mobilenet}
