@@ -293,10 +293,15 @@ def make_variants(model, data, val, test, args) -> list[Variant]:
     return variants
 
 
-def measure(variants: list[Variant], data, test, args) -> list[dict]:
+def runners_for(variants: list[Variant], data, args) -> tuple[dict, dict]:
+    """(flatbuffer, LiteRT runner) per variant label: int8 variants calibrated on the first training samples."""
     calibration = data[0][: args.calibration]
     flatbuffers = {v.label: convert(v.model, calibration if v.int8 else None) for v in variants}
-    runners = {label: Runner(fb, args.threads) for label, fb in flatbuffers.items()}
+    return flatbuffers, {label: Runner(fb, args.threads) for label, fb in flatbuffers.items()}
+
+
+def measure(variants: list[Variant], data, test, args) -> list[dict]:
+    flatbuffers, runners = runners_for(variants, data, args)
     lat = latencies(runners, test[0][0], args.rounds, args.per_round)
     reference = [runners["a float32"].predict(s) for s in test[0]]
     rows = []
@@ -432,9 +437,7 @@ def external_variants(model: keras.Model, data, val, args) -> list[Variant]:
 
 
 def measure_external(variants: list[Variant], data, test, args) -> list[dict]:
-    calibration = data[0][: args.calibration]
-    flatbuffers = {v.label: convert(v.model, calibration if v.int8 else None) for v in variants}
-    runners = {label: Runner(fb, args.threads) for label, fb in flatbuffers.items()}
+    flatbuffers, runners = runners_for(variants, data, args)
     lat = latency_stats(runners, test[0][0], args.rounds, args.per_round)
     reference = [runners["a float32"].outputs(s) for s in test[0]]
     ref_cls = np.array([np.argmax(c) for c, _ in reference])

@@ -6,6 +6,7 @@ on data that cannot be right.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,11 @@ class Split:
     def y(self) -> np.ndarray | None:
         """The labels of a one-output model (or of the first labelled output)."""
         return next(iter(self.labels.values()), None)
+
+    def subset(self, idx: np.ndarray, where: str, **changes) -> "Split":
+        """The samples at ``idx`` (inputs and labels together), described as ``where``."""
+        return dataclasses.replace(self, x=self.x[idx], labels={k: v[idx] for k, v in self.labels.items()},
+                                   where=where, **changes)
 
 
 @dataclass
@@ -123,10 +129,9 @@ def _calibration_split(rep: Split, n: int) -> tuple[Split, Split | None]:
         return rep, None
     idx = np.linspace(0, len(rep.x) - 1, n).round().astype(int)  # evenly spaced: class-sorted data calibrates on all
     rest = np.setdiff1d(np.arange(len(rep.x)), idx)
-    used = Split(rep.x[idx], {}, rep.where, rep.sha256)
-    held = Split(rep.x[rest], {}, f"{rep.where} (the {len(rest)} samples held out from calibration)",
-                 rep.sha256 + f":held-out-{n}", held_out=True)
-    return used, held
+    held = rep.subset(rest, f"{rep.where} (the {len(rest)} samples held out from calibration)",
+                      sha256=rep.sha256 + f":held-out-{n}", held_out=True)
+    return rep.subset(idx, rep.where), held
 
 
 def _describe_model(path: Path, project: ProjectConfig, cache: StageCache) -> tuple[object, str, IOSpec]:

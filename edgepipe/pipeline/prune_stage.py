@@ -15,8 +15,6 @@ shipped before.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from edgepipe.checks import Check
@@ -171,13 +169,9 @@ def _validation(train, val, role: str):
         return train, None, ""
     held = np.arange(0, n, VAL_EVERY)
     kept = np.setdiff1d(np.arange(n), held)
-
-    def part(idx, where):
-        return dataclasses.replace(train, x=train.x[idx], labels={k: v[idx] for k, v in train.labels.items()},
-                                   where=f"{train.where} ({where})")
-
-    return (part(kept, f"{len(kept)} samples trained on"),
-            part(held, f"every {VAL_EVERY}th sample, {len(held)}, kept out of training"), f"{role} (held out)")
+    return (train.subset(kept, f"{train.where} ({len(kept)} samples trained on)"),
+            train.subset(held, f"{train.where} (every {VAL_EVERY}th sample, {len(held)}, kept out of training)"),
+            f"{role} (held out)")
 
 
 def _describe(split, role: str) -> dict:

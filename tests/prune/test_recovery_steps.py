@@ -146,7 +146,8 @@ def test_a_build_whose_fine_tuning_crashes_exits_3_in_one_line(tmp_path, tiny_mo
 
     monkeypatch.setenv(ABORT_HOOK, "1")
     cfg = write_project(tmp_path, tiny_model_path, data_npz, prune={"ratio": 0.5, "finetune": {"epochs": 1}})
-    res = CliRunner().invoke(cli, ["build", "-t", "rpi4", "-c", str(cfg), "-o", str(tmp_path / "o")])
+    # --no-cache: an identical build earlier in the session must not replay the prune stage past the crash
+    res = CliRunner().invoke(cli, ["build", "-t", "rpi4", "-c", str(cfg), "-o", str(tmp_path / "o"), "--no-cache"])
     assert res.exit_code == 3, res.output
     errors = [line for line in res.output.splitlines() if "fine-tuning crashed" in line]
     assert len(errors) == 1 and "TF_ENABLE_ONEDNN_OPTS=0" in errors[0], res.output
