@@ -22,14 +22,21 @@ fine-tuning), where the choice of channels shows before training hides it.
 For three published architectures rebuilt in ``prune_models.py`` (the MLPerf
 Tiny keyword-spotting DS-CNN at 49x10x1, Arriaga et al.'s mini-Xception at
 32x32x1, a detector-style head with a Permute and a box output) it compares
-instead uniform ``--ratio`` pruning with ``prune.target`` at the MACs that
-uniform reached, each recovered with labels (BN recalibration, fine-tuning
-with labels + distillation) and without (BN recalibration, least-squares
-reconstruction, distillation alone; every step before fine-tuning kept only
-if it brings the model closer to the original on the val inputs, as a build
-does), and prints size vs float32, MACs, min and median host latency of
-every int8 model, the speed-up over plain int8, top-1 agreement of the int8
-model with the float32 one and, for the detector, the box's relative MSE.
+instead, side by side at the same MAC reduction: uniform ``--ratio`` pruning,
+``prune.target`` macs at the MACs uniform reached, and ``prune.target``
+latency priced by the ``--device`` profile's per-kernel latency model, at the
+largest latency fraction whose MACs do not exceed uniform's (both targets use
+one sensitivity measurement, BatchNormalization re-calibrated per trial).
+Each is recovered with labels (BN recalibration, fine-tuning with labels +
+distillation) and without (BN recalibration, least-squares reconstruction,
+distillation alone; every step before fine-tuning kept only if it brings the
+model closer to the original on the val inputs, as a build does). It prints
+size vs float32, MACs, min and median host latency of every model (LiteRT,
+one thread, interleaved rounds) and the speed-up of both over plain int8,
+the ``--device`` latency estimate of the int8 ``.tflite`` and its speed-up
+over plain int8, top-1 agreement of the int8 model with the float32 one,
+top-1 against the labels and, for the detector, the box's relative MSE; the
+note gives kept/units per prunable group.
 
     .venv/bin/python benchmarks/prune_benchmark.py            # about 9 min on 2 cores
     .venv/bin/python benchmarks/prune_benchmark.py --quick    # smoke run
@@ -44,6 +51,7 @@ import contextlib
 import os
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # TensorFlow 2.21's oneDNN kernels can segfault training SeparableConv2D + BatchNormalization models
@@ -58,12 +66,19 @@ from keras import layers as L  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
+from edgepipe.config.targets import TargetRegistry  # noqa: E402
+from edgepipe.estimate.latency import estimate_latency  # noqa: E402
 from edgepipe.keras_io.names import output_names  # noqa: E402
+from edgepipe.prune import sensitivity  # noqa: E402
+from edgepipe.prune.allocate import choose, latency_model  # noqa: E402
+from edgepipe.prune.channel import prune_space  # noqa: E402
+from edgepipe.prune.cost import CostModel  # noqa: E402
 from edgepipe.prune import PruneSettings, apply_mn_sparsity, finetune, prune_model  # noqa: E402
 from edgepipe.prune.recalibrate import recalibrate_batchnorm  # noqa: E402
 from edgepipe.prune.reconstruct import reconstruct  # noqa: E402
 from edgepipe.prune.recovery import agreement, predict_named  # noqa: E402
 from edgepipe.prune.stats import model_stats  # noqa: E402
+from edgepipe.tflite.model import parse_tflite  # noqa: E402
 
 try:
     from benchmarks import prune_models  # noqa: E402
@@ -228,7 +243,8 @@ def latencies(runners: dict[str, Runner], sample: np.ndarray, rounds: int, per_r
 def latency_stats(runners: dict[str, Runner], sample: np.ndarray, rounds: int, per_round: int):
     """(min, median) seconds per invoke over ``rounds`` interleaved rounds of ``per_round`` invokes."""
     for runner in runners.values():
-        runner.predict(sample)
+        if sample is not None:  # else: timed on whatever the input tensor holds (time does not depend on it)
+            runner.predict(sample)
         runner.time_invokes(per_round)  # warm-up
     times = {name: [] for name in runners}
     for _ in range(rounds):
@@ -421,19 +437,72 @@ def recover(pruned, original: keras.Model, data, val, settings: PruneSettings, l
 
 
 def external_variants(model: keras.Model, data, val, args) -> list[Variant]:
+    """Uniform ``--ratio``, then a MAC target and a latency target (the ``--device`` profile's cost model)
+    at the MACs uniform reached, and that latency target again with the first conv free to prune (the
+    default excludes it); each recovered with and without labels. One sensitivity measurement
+    (BatchNormalization re-calibrated per trial, as a build does) serves the first two targets."""
     ft = {"epochs": args.finetune_epochs, "learning_rate": 1e-3, "batch_size": 64,
           "temperature": 4.0, "alpha": 0.5, "patience": 3}
     variants = [Variant("a float32", model, False), Variant("b int8 PTQ", model, True)]
     uniform = prune_model(model, PruneSettings(ratio=args.ratio, finetune=ft), args.channel_multiple)
-    macs = round(uniform.totals.macs_ratio, 4)
-    target = prune_model(model, PruneSettings(target={"macs": macs}, finetune=ft), args.channel_multiple,
-                         data=data[0][: args.calibration])
-    for tag, pruned in ((f"uniform {int(args.ratio * 100)}%", uniform), (f"target {macs:.3f}", target)):
-        settings = PruneSettings(ratio=args.ratio, finetune=ft)  # only .finetune is read by finetune()
+    macs = uniform.totals.macs_ratio
+    space = prune_space(model, PruneSettings(), args.channel_multiple)
+    sens, measured_on = sensitivity.measure(space, data[0][: args.calibration])
+    by_macs = choose(space, "macs", macs, sens, measured_on)
+    latency = latency_model(model, "latency", args.profile)
+    by_latency = latency_at_macs(space, sens, measured_on, latency, macs)
+    # the same latency target with the first conv free too (only the outputs frozen): does it take it?
+    free = prune_space(model, PruneSettings(exclude=output_layers(model)), args.channel_multiple)
+    by_latency_free = latency_at_macs(free, *sensitivity.measure(free, data[0][: args.calibration]), latency, macs)
+    settings = PruneSettings(ratio=args.ratio, finetune=ft)  # only .finetune is read by finetune()
+    for tag, pruned in (("uniform", uniform), ("macs tgt", built(space, by_macs)),
+                        ("lat tgt", built(space, by_latency)), ("lat+1st", built(free, by_latency_free))):
         for labels in (True, False):
             student, note = recover(pruned, model, data, val, settings, labels)
-            variants.append(Variant(f"{tag} {'labels' if labels else 'no labels'}", student, True, note))
+            note = f"{pruned_note(getattr(pruned, 'space', space), pruned)}; {note}"
+            variants.append(Variant(f"{tag} {'labels' if labels else 'no lab'}", student, True, note))
     return variants
+
+
+def latency_at_macs(space, sens, measured_on: str, latency, macs: float):
+    """The latency-target allocation with the largest latency fraction whose MACs are at most ``macs``
+    (bisection over the fraction; the measured sensitivities are reused)."""
+    costs = CostModel(space.graph)
+    full = costs.macs(space.keep_id(space.full()))
+    lo, hi, best = 0.02, 1.0, None
+    for _ in range(14):
+        mid = (lo + hi) / 2
+        alloc = choose(space, "latency", mid, sens, measured_on, latency=latency)
+        if costs.macs(space.keep_id(list(alloc.kept))) <= macs * full + 1e-9:
+            lo, best = mid, alloc
+        else:
+            hi = mid
+    return best if best is not None else choose(space, "latency", lo, sens, measured_on, latency=latency)
+
+
+def built(space, allocation) -> SimpleNamespace:
+    """What ``recover`` reads of a PruneResult (model, kept_indices), for an allocation made here."""
+    model, plans = space.build(list(allocation.kept))
+    return SimpleNamespace(model=model, kept_indices={k: plan.kept_indices() for k, plan in plans.items()},
+                           kept=list(allocation.kept), space=space)
+
+
+def output_layers(model: keras.Model) -> list[str]:
+    """The layers that make outputs: ``exclude`` without the default's first conv."""
+    from edgepipe.prune.graph import DependencyGraph
+
+    graph = DependencyGraph(model)
+    return [p for p in graph.output_paths if p in set(graph.layer_names)]
+
+
+def pruned_note(space, pruned) -> str:
+    """Kept/units of each prunable group, by the layer that owns its filters."""
+    kept = getattr(pruned, "kept", None) or [g.kept for g in pruned.groups]
+    return " ".join(f"{_owner(space.blocks[i])}:{kept[i]}/{space.units(i)}" for i in space.prunable)
+
+
+def _owner(block) -> str:
+    return next((m.layer for m in block.members if m.role == "out"), block.members[0].layer)
 
 
 def measure_external(variants: list[Variant], data, test, args) -> list[dict]:
@@ -451,24 +520,27 @@ def measure_external(variants: list[Variant], data, test, args) -> list[dict]:
         if ref_box is not None:
             mse = np.mean(np.square(np.array([e[0] for _, e in outs]) - ref_box)) / np.var(ref_box)
             box = f"box rMSE {mse:.3f}; "
+        device = estimate_latency(parse_tflite(flatbuffers[v.label], v.label), args.profile).seconds
         rows.append({
             "label": v.label, "size": len(flatbuffers[v.label]), "macs": sum(s.macs for s in stats),
             "params": sum(s.params for s in stats), "lat_min": lat[v.label][0], "lat_med": lat[v.label][1],
-            "agree": 100.0 * float(np.mean(cls == ref_cls)),
+            "device": device, "agree": 100.0 * float(np.mean(cls == ref_cls)),
             "top1": 100.0 * float(np.mean(cls == class_labels(test[1]))), "note": box + v.note,
         })
     return rows
 
 
-def print_external(name: str, rows: list[dict]) -> None:
+def print_external(name: str, rows: list[dict], device: str) -> None:
     a, b = rows[0], rows[1]
     print(f"\n== {name} ==")
-    print(f"{'variant':<22}{'KiB':>7}{'fp32/x':>7}{'MACs':>11}{'int8 ms min':>12}{'med':>7}{'b/x med':>8}"
-          f"{'agree %':>8}{'top-1 %':>8}  note (val error vs original after each step)")
+    print(f"{'variant':<16}{'KiB':>6}{'fp32/x':>7}{'MACs':>10}{'host ms min':>12}{'med':>7}{'b/x min':>8}"
+          f"{'med':>6}{device + ' ms':>{max(len(device) + 4, 10)}}{'b/x':>6}{'agree %':>8}{'top-1 %':>8}"
+          "  note (kept/units per group; val error vs original after each step)")
     for r in rows:
-        print(f"{r['label']:<22}{r['size'] / 1024:>7.1f}{a['size'] / r['size']:>7.2f}{r['macs']:>11,}"
-              f"{r['lat_min'] * 1e3:>12.3f}{r['lat_med'] * 1e3:>7.3f}{b['lat_med'] / r['lat_med']:>8.2f}"
-              f"{r['agree']:>8.2f}{r['top1']:>8.2f}  {r['note']}")
+        print(f"{r['label']:<16}{r['size'] / 1024:>6.1f}{a['size'] / r['size']:>7.2f}{r['macs']:>10,}"
+              f"{r['lat_min'] * 1e3:>12.3f}{r['lat_med'] * 1e3:>7.3f}{b['lat_min'] / r['lat_min']:>8.2f}"
+              f"{b['lat_med'] / r['lat_med']:>6.2f}{r['device'] * 1e3:>{max(len(device) + 4, 10)}.2f}"
+              f"{b['device'] / r['device']:>6.2f}{r['agree']:>8.2f}{r['top1']:>8.2f}  {r['note']}")
 
 
 def run_external(name: str, args) -> None:
@@ -477,7 +549,50 @@ def run_external(name: str, args) -> None:
     data, val, test = load_external(name, args.seed)
     model = train_external(prune_models.BUILDERS[name](), data, val, args.epochs * EPOCH_SCALE.get(name, 1))
     rows = measure_external(external_variants(model, data, val, args), data, test, args)
-    print_external(f"{name} {model.input_shape[1:]} ({time.time() - started:.0f} s)", rows)
+    print_external(f"{name} {model.input_shape[1:]} ({time.time() - started:.0f} s)", rows, args.profile.name)
+
+
+# -- why the host barely speeds up: widths vs time, and the most pruning can give -------------------------
+def one_layer(kind: str, side: int, cin: int, cout: int) -> keras.Model:
+    """A model of one layer, to time one kernel at one width."""
+    inputs = keras.Input((side, side, cin))
+    layer = {"conv1x1": lambda: L.Conv2D(cout, 1), "conv3x3": lambda: L.Conv2D(cout, 3, padding="same"),
+             "dw3x3": lambda: L.DepthwiseConv2D(3, padding="same"), "dense": lambda: L.Dense(cout)}[kind]()
+    return keras.Model(inputs, layer(inputs))
+
+
+def explain_host(args) -> None:
+    """Per-invoke overhead, time against channel count per kernel, and host speed-up at 50 % and 90 % uniform
+    pruning (first conv excluded as by default, or only the outputs frozen): what bounds the host speed-up."""
+    rng = np.random.default_rng(0)
+    cases = {("invoke overhead: Dense 4->2", 1, 4, 2): one_layer("dense", 1, 4, 2)}
+    for kind, side in (("conv1x1", 16), ("conv3x3", 16), ("dw3x3", 16)):
+        for c in (8, 16, 24, 32, 48, 64, 96, 128):
+            cin = c if kind == "dw3x3" else 64
+            cases[(kind, side, cin, c)] = one_layer(kind, side, cin, c)
+    flat = {k: convert(m, rng.uniform(size=(20, *m.input_shape[1:])).astype("float32")) for k, m in cases.items()}
+    stats = latency_stats({k: Runner(v, 1) for k, v in flat.items()}, None, args.rounds, args.per_round * 4)
+    print("\n== one int8 layer, host LiteRT/XNNPACK, 1 thread: (kind, side, Cin, Cout) min / median us ==")
+    for key, (lo, med) in stats.items():
+        print(f"{str(key):<40}{lo * 1e6:>8.2f}{med * 1e6:>8.2f}")
+    for name in args.models.split(","):
+        print_bound(name, args, rng)
+
+
+def print_bound(name: str, args, rng) -> None:
+    model = prune_models.BUILDERS[name]() if name in EXTERNAL else {"resnet": resnet, "mobilenet": mobilenet}[name]()
+    x = rng.uniform(size=(40, *model.input_shape[1:])).astype("float32")
+    flat = {("plain int8", 1.0): convert(model, x)}
+    for tag, exclude in (("first conv excluded", None), ("outputs only", output_layers(model))):
+        for ratio in (0.5, 0.9):
+            pruned = prune_model(model, PruneSettings(ratio=ratio, exclude=exclude), args.channel_multiple)
+            flat[(f"uniform {ratio:.0%}, {tag}", pruned.totals.macs_ratio)] = convert(pruned.model, x)
+    stats = latency_stats({k: Runner(v, 1) for k, v in flat.items()}, None, args.rounds, args.per_round)
+    base = stats[("plain int8", 1.0)]
+    print(f"\n== {name}: host speed-up over plain int8 (untrained weights; time does not depend on them) ==")
+    for (label, macs), (lo, med) in stats.items():
+        print(f"{label:<36} MACs x{macs:.3f}  min {lo * 1e6:7.1f} us ({base[0] / lo:.2f}x)  "
+              f"median {med * 1e6:7.1f} us ({base[1] / med:.2f}x)")
 
 
 def main() -> None:
@@ -496,7 +611,16 @@ def main() -> None:
                              "(published architectures: uniform vs target, with and without labels)")
     parser.add_argument("--ratio", type=float, default=0.5, help="uniform ratio for dscnn/xception/detector")
     parser.add_argument("--variants", default="c,d,e", help="comma-separated among c, d, e (a and b always run)")
+    parser.add_argument("--device", default="nucleo-l4r5zi",
+                        help="target profile whose latency estimate the latency target uses and the table shows")
+    parser.add_argument("--explain-host", action="store_true",
+                        help="instead: time one int8 layer per channel count and each --models at 50%%/90%% uniform "
+                             "pruning, to show what bounds the host speed-up")
     args = parser.parse_args()
+    args.profile = TargetRegistry().get(args.device).profile
+    if args.explain_host:
+        explain_host(args)
+        return
     if args.quick:
         args.epochs, args.finetune_epochs, args.rounds, args.per_round = 2, 1, 3, 5
     keras.utils.set_random_seed(args.seed)
@@ -504,7 +628,8 @@ def main() -> None:
     print(f"digits (each model's heading names its input shape): train {len(data[0])}, val {len(val[0])}, "
           f"test {len(test[0])}; "
           f"LiteRT num_threads={args.threads}, {args.rounds} interleaved rounds x "
-          f"{args.per_round} invokes, min and median; channel_multiple={args.channel_multiple}")
+          f"{args.per_round} invokes, min and median; channel_multiple={args.channel_multiple}; device estimate: "
+          f"{args.profile.name} ({args.profile.cost_model.kernels}, {args.profile.cost_model.core})")
     builders = {"resnet": resnet, "mobilenet": mobilenet}
     for name in args.models.split(","):
         if name in EXTERNAL:

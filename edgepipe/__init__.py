@@ -1,6 +1,6 @@
 """edgepipe: compile a trained Keras model into a verified artifact for a device.
 
-The Python API (``edgepipe.build``, ``edgepipe.build_many``,
+The Python API (``edgepipe.build``, ``edgepipe.build_many``, ``edgepipe.fit``,
 ``edgepipe.verify``, ``edgepipe.inspect``) is loaded lazily so that
 ``import edgepipe`` stays light: TensorFlow is only imported by the stages
 that need it.
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["build", "build_many", "verify", "inspect", "__version__"]
+__all__ = ["build", "build_many", "fit", "verify", "inspect", "__version__"]
 
 
 def __getattr__(name: str):
-    if name in ("build", "build_many", "verify", "inspect"):
+    if name in ("build", "build_many", "fit", "verify", "inspect"):
         from edgepipe import api
 
         return getattr(api, name)

@@ -30,6 +30,7 @@ from edgepipe.tflite.memory import MemoryPlan, plan_memory
 from edgepipe.tflite.model import TfliteModel, read_tflite
 
 if TYPE_CHECKING:
+    from edgepipe.fit import FitOptions, FitResult
     from edgepipe.pipeline.multi import MultiBuildResult
     from edgepipe.verify_tflite import VerifyResult
 
@@ -75,11 +76,14 @@ def build_many(targets: list[str] | None = None, config: str | Path | None = Non
                example: str | None = None, out: str | Path | None = None, overrides: dict[str, Any] | None = None,
                targets_dir: str | Path | None = None, cache: CacheSettings | bool | None = None,
                lock_timeout: float = DEFAULT_TIMEOUT, workers: int = 2,
-               progress: Progress = SILENT) -> MultiBuildResult:
+               progress: Progress = SILENT, ray_address: str | None = None) -> MultiBuildResult:
     """Build several targets in parallel processes, each into ``<out>/<target>/``.
 
     ``targets`` defaults to the project config's ``target:``; ``all_targets``
-    builds every known profile. Returns a
+    builds every known profile. ``ray_address`` (``HOST:PORT`` of a running
+    Ray cluster, needs ``edgepipe[ray]``) builds each target as a Ray task
+    instead of in ``workers`` local processes; ``out`` must then be a folder
+    every node shares (docs/scale-out.md). Returns a
     :class:`~edgepipe.pipeline.multi.MultiBuildResult` whose ``exit_code`` is
     the worst of the targets'.
     """
@@ -93,7 +97,7 @@ def build_many(targets: list[str] | None = None, config: str | Path | None = Non
     jobs = [BuildJob(spec, r.name, root / r.name, str(config) if config else None, None, dict(overrides or {}),
                      str(targets_dir) if targets_dir else None, settings, lock_timeout)
             for spec, r in resolved]
-    return run_jobs(jobs, workers, progress)
+    return run_jobs(jobs, workers, progress, ray_address)
 
 
 def resolve_targets(targets: list[str] | None, all_targets: bool, project: ProjectConfig,
@@ -227,3 +231,27 @@ def inspect(path: str | Path, target: str | None = None, targets_dir: str | Path
     resolved = registry(targets_dir).get(target)
     require_runtime(resolved.profile, "inspecting")
     return InspectResult(model, plan, tuple(judge(model, resolved)), resolved)
+
+
+def fit(target: str, config: str | Path | None = None, *, example: str | None = None,
+        out: str | Path | None = None, overrides: dict[str, Any] | None = None,
+        targets_dir: str | Path | None = None, cache: CacheSettings | bool | None = None,
+        options: FitOptions | None = None, progress: Progress = SILENT) -> FitResult:
+    """Search the compression ``target`` allows for a build that meets every budget; returns a
+    :class:`~edgepipe.fit.FitResult` (``exit_code`` 0: a candidate fits and was published to ``out``;
+    1: none fits, the nearest miss was published and ``fit.json`` says what it misses).
+
+    Inputs as for :func:`build`; ``options`` sets the number of candidates, the seed, what to prefer
+    among those that fit, fine-tuning, and where to run them (local processes or a Ray cluster).
+    See docs/fit.md.
+    """
+    from edgepipe.fit import FitOptions, run_fit
+    from edgepipe.fit.trial import BuildRequest
+
+    path = _config_path(config, example)
+    project = load_project(path, overrides)
+    resolved = registry(targets_dir).get(target)
+    out_dir = Path(out) if out else Path(project.output) / resolved.name
+    request = BuildRequest(target, str(path) if path else None, dict(overrides or {}),
+                           str(targets_dir) if targets_dir else None, open_cache(cache).settings)
+    return run_fit(request, out_dir, options or FitOptions(), progress)

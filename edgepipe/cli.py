@@ -224,19 +224,39 @@ def _suite(command: str, target: str, checks, **properties):
     return Suite(f"edgepipe.{command}.{target}", tuple(checks), properties=properties)
 
 
+_input_options = _options(
+    click.option("-c", "--config", type=click.Path(dir_okay=False), help="Project config (default ./edgepipe.yaml)."),
+    click.option("--example", help="Use a bundled example instead (e.g. 'digits')."),
+    click.option("--model", help="Model: .keras, .h5, SavedModel folder, .onnx file, or a PyTorch factory "
+                                   "'file.py:function' / 'package.module:function' (docs/onnx-pytorch.md)."),
+    click.option("--rep-data", help="Representative data source (file.npz, folder, module:function)."),
+    click.option("--eval-data", help="Eval data source with labels."),
+    click.option("--train-data", help="Training data source (for fine-tuning)."),
+    click.option("--val-data", help="Validation data for fine-tuning's early stopping (default: a tenth of the "
+                                    "training data, kept out of training); never the eval data that is reported."),
+    _data_options,
+)
+_cache_options = _options(
+    click.option("--no-cache", is_flag=True, help="Run every stage; neither read nor write the stage cache."),
+    click.option("--cache-dir", type=click.Path(file_okay=False), envvar="EDGEPIPE_CACHE_DIR",
+                 help="Stage cache folder [env EDGEPIPE_CACHE_DIR; default ~/.cache/edgepipe]."),
+    click.option("--cache-size", envvar="EDGEPIPE_CACHE_SIZE",
+                 help="Stage cache size bound, e.g. 2GiB [env EDGEPIPE_CACHE_SIZE; default 1GiB]."),
+)
+
+
+def _input_overrides(model, rep_data, eval_data, train_data, val_data, task, scale, mean, std) -> dict:
+    """The command line's model and data options as dotted config overrides."""
+    return {"model": model, "data.representative": rep_data, "data.eval": eval_data, "data.train": train_data,
+            "data.val": val_data, "task": task, "preprocess.scale": scale, "preprocess.mean": mean,
+            "preprocess.std": std}
+
+
 @cli.command()
 @click.option("-t", "--target", "targets", multiple=True,
               help="Target profile name or path to a YAML profile; repeat for several (built in parallel).")
 @click.option("--all-targets", is_flag=True, help="Build every known target profile.")
-@click.option("-c", "--config", type=click.Path(dir_okay=False), help="Project config (default ./edgepipe.yaml).")
-@click.option("--example", help="Build a bundled example instead (e.g. 'digits').")
-@click.option("--model", help="Model file (.keras, .h5) or SavedModel folder.")
-@click.option("--rep-data", help="Representative data source (file.npz, folder, module:function).")
-@click.option("--eval-data", help="Eval data source with labels.")
-@click.option("--train-data", help="Training data source (for fine-tuning).")
-@click.option("--val-data", help="Validation data for fine-tuning's early stopping (default: a tenth of the "
-                                 "training data, kept out of training); never the eval data that is reported.")
-@_data_options
+@_input_options
 @click.option("-o", "--out", type=click.Path(file_okay=False),
               help="Output folder (default <output>/<target>); with several targets, <out>/<target>.")
 @click.option("--prune-ratio", type=float, help="Channel-prune this fraction of every prunable group (0 <= r < 1).")
@@ -247,29 +267,26 @@ def _suite(command: str, target: str, checks, **properties):
               help="Fine-tune the pruned model with distillation for up to this many epochs (needs train data).")
 @click.option("--emit", type=click.Choice(["c"]), multiple=True,
               help="Extra artifacts: 'c' = model as a C array + op resolver (always on for MCU/NPU targets).")
-@click.option("--no-cache", is_flag=True, help="Run every stage; neither read nor write the stage cache.")
-@click.option("--cache-dir", type=click.Path(file_okay=False), envvar="EDGEPIPE_CACHE_DIR",
-              help="Stage cache folder [env EDGEPIPE_CACHE_DIR; default ~/.cache/edgepipe].")
-@click.option("--cache-size", envvar="EDGEPIPE_CACHE_SIZE",
-              help="Stage cache size bound, e.g. 2GiB [env EDGEPIPE_CACHE_SIZE; default 1GiB].")
+@_cache_options
 @click.option("--lock-timeout", type=float, default=30.0, show_default=True,
               help="Seconds to wait for another build writing to the same output folder.")
 @click.option("-j", "--jobs", type=click.IntRange(1), default=2, show_default=True,
               help="Parallel processes for several targets.")
+@click.option("--ray", "ray_address", metavar="HOST:PORT",
+              help="Build each target as a task on the Ray cluster at this address (edgepipe[ray]); reported "
+                   "as a multi-target build into <out>/<target>/, a folder every node shares. See docs/scale-out.md.")
 @_output_options
 def build(targets, all_targets, config, example, model, rep_data, eval_data, train_data, val_data, task, scale,
           mean, std,
           out, prune_ratio, prune_target, finetune_epochs, emit, no_cache, cache_dir, cache_size, lock_timeout, jobs,
-          as_json, quiet, junit_xml, targets_dir) -> None:
+          ray_address, as_json, quiet, junit_xml, targets_dir) -> None:
     """Prune, quantize, convert, verify and check a model for one or more targets."""
     from edgepipe import api
     from edgepipe.pipeline.cache import CacheSettings
     from edgepipe.render import TerminalProgress
 
-    overrides = {"model": model, "data.representative": rep_data, "data.eval": eval_data,
-                 "data.train": train_data, "data.val": val_data, "task": task, "preprocess.scale": scale,
-                 "preprocess.mean": mean, "preprocess.std": std, "emit": list(emit) or None,
-                 "prune.ratio": prune_ratio, "prune.finetune.epochs": finetune_epochs}
+    overrides = {**_input_overrides(model, rep_data, eval_data, train_data, val_data, task, scale, mean, std),
+                 "emit": list(emit) or None, "prune.ratio": prune_ratio, "prune.finetune.epochs": finetune_epochs}
     progress = TerminalProgress(quiet or as_json)
     with _reporting(as_json, junit_xml, "edgepipe.build"):
         overrides["prune.target"] = _prune_target(prune_target)
@@ -279,10 +296,11 @@ def build(targets, all_targets, config, example, model, rep_data, eval_data, tra
             specs = api.project_targets(config, example, overrides)
         kwargs = dict(example=example, out=out, overrides=overrides, targets_dir=targets_dir, cache=cache,
                       lock_timeout=lock_timeout, progress=progress)
-        if len(specs) == 1 and not all_targets:
+        if len(specs) == 1 and not all_targets and not ray_address:
             result = api.build(specs[0], config, **kwargs)
             sys.exit(_show_build(result, as_json, quiet, junit_xml))
-        many = api.build_many(specs, config, all_targets=all_targets, workers=jobs, **kwargs)
+        many = api.build_many(specs, config, all_targets=all_targets, workers=jobs, ray_address=ray_address,
+                              **kwargs)
     sys.exit(_show_many(many, as_json, quiet, junit_xml))
 
 
@@ -358,6 +376,69 @@ def verify(model, target, data, x_key, y_key, config, task, scale, mean, std, mi
     elif not quiet or not result.passed:
         verify_summary(console(), result, quiet)
     sys.exit(result.exit_code)
+
+
+@cli.command()
+@click.option("-t", "--target", required=True, help="Target profile name or path to a YAML profile.")
+@_input_options
+@click.option("-o", "--out", type=click.Path(file_okay=False),
+              help="Output folder for the chosen build (default <output>/<target>); the search's state goes "
+                   "beside it in .<out>.fit/.")
+@click.option("--trials", type=click.IntRange(1), default=24, show_default=True,
+              help="Candidates to build and measure (the first is the model as it is).")
+@click.option("--batch", type=click.IntRange(1), default=4, show_default=True,
+              help="Candidates proposed at a time; the result depends on it, not on --jobs or --ray.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the search (same seed, same result).")
+@click.option("--prefer", type=click.Choice(["accuracy", "ram", "flash", "latency", "energy"]), default="accuracy",
+              show_default=True, help="Among candidates that pass every check, ship the most accurate, or the "
+                                      "one using least of this budget.")
+@click.option("--finetune-epochs", type=click.IntRange(0), default=0, show_default=True,
+              help="Fine-tune the best pruned candidates that meet every budget with distillation for up to this "
+                   "many epochs (0: none).")
+@click.option("--finetune-top", type=click.IntRange(0), default=2, show_default=True,
+              help="How many candidates get fine-tuning.")
+@click.option("-j", "--jobs", type=click.IntRange(1), default=2, show_default=True,
+              help="Local worker processes that build candidates.")
+@click.option("--ray", "ray_address", metavar="HOST:PORT",
+              help="Build candidates on this Ray cluster instead (pip install 'edgepipe[ray]').")
+@click.option("--fresh", is_flag=True, help="Discard a previous search's state instead of resuming it.")
+@_cache_options
+@_output_options
+def fit(target, config, example, model, rep_data, eval_data, train_data, val_data, task, scale, mean, std, out,
+        trials, batch, seed, prefer, finetune_epochs, finetune_top, jobs, ray_address, fresh, no_cache, cache_dir,
+        cache_size, as_json, quiet, junit_xml, targets_dir) -> None:
+    """Search pruning and quantization choices for a build that meets every budget of the target.
+
+    \b
+    Writes the chosen build to --out exactly as `build` does, plus fit.json
+    (every candidate) and pareto.svg. Exit 0: a candidate passes every check;
+    1: none does (the nearest miss is written, fit.json says what it misses).
+    An interrupted search resumes when run again with the same arguments.
+    """
+    from edgepipe import api
+    from edgepipe.fit import FitOptions
+    from edgepipe.pipeline.cache import CacheSettings
+    from edgepipe.render import TerminalProgress
+
+    overrides = _input_overrides(model, rep_data, eval_data, train_data, val_data, task, scale, mean, std)
+    options = FitOptions(trials, batch, seed, prefer, finetune_top, finetune_epochs, jobs, ray_address, fresh)
+    with _reporting(as_json, junit_xml, "edgepipe.fit"):
+        cache = CacheSettings.resolve(cache_dir, cache_size, enabled=False if no_cache else None)
+        result = api.fit(target, config, example=example, out=out, overrides=overrides, targets_dir=targets_dir,
+                         cache=cache, options=options, progress=TerminalProgress(quiet or as_json))
+    sys.exit(_show_fit(result, as_json, quiet, junit_xml))
+
+
+def _show_fit(result, as_json: bool, quiet: bool, junit: str | None) -> int:
+    from edgepipe.render import console, fit_summary
+
+    if result.build is not None:
+        _junit(junit, [_suite("fit", result.target, result.build.report.checks, out=result.out_dir)])
+    if as_json:
+        _echo_json(result.doc)
+    elif not quiet or not result.passed:
+        fit_summary(console(), result, quiet)
+    return result.exit_code
 
 
 @cli.command()

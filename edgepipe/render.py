@@ -86,6 +86,7 @@ def build_summary(con: Console, result, quiet: bool = False) -> None:
         if m:
             con.print(f"  model  {m['keras_name']}: {m['params']:,} params -> {format_size(m['tflite_bytes'])} "
                       f".tflite, {sum(m['ops'].values())} ops ({', '.join(m['ops'])})")
+        _source_line(con, ((rep.get("inputs") or {}).get("model") or {}).get("source"))
         _accuracy_line(con, rep.get("accuracy"))
         _latency_line(con, rep.get("latency", {}).get("host"))
         _estimate_line(con, rep.get("latency", {}).get("target"), rep.get("energy"))
@@ -181,11 +182,27 @@ def verdict(con: Console, checks: list[Check], where: str = "") -> None:
         con.print(f"[bold green]PASSED[/]{suffix}: every check within budget")
 
 
-_EXIT_STATUS = {0: "[bold green]PASSED[/]", 1: "[bold red]FAILED[/]", 2: "[bold red]ERROR[/]"}
+_EXIT_STATUS = {0: "[bold green]PASSED[/]", 1: "[bold red]FAILED[/]", 2: "[bold red]ERROR[/]", 3: "[bold red]ERROR[/]"}
 
 
 def _measured(check: Check | None) -> str:
     return "-" if check is None else fmt_value(check.measured, check.unit)
+
+
+def _source_line(con: Console, source: dict | None) -> None:
+    """An ONNX or PyTorch model: how close the converted float model is to the source, and the layout change."""
+    if not source:
+        return
+    cmp = source.get("comparison")
+    if cmp:
+        worst = max(cmp["outputs"].values(), key=lambda o: o["max_abs_error"] / o["tolerance"])
+        line = (f"  source {cmp['framework']}: max abs error {worst['max_abs_error']:.2g} (tolerance "
+                f"{worst['tolerance']:.2g}) on {cmp['samples']} samples")
+    else:
+        line = f"  source {source.get('reference')}: not compared (no data)"
+    moved = [f"input {n!r} {i['source']}→{i['model']}" for n, i in source.get("inputs", {}).items()
+             if i.get("transposed")]
+    con.print(line + ("; " + ", ".join(moved) if moved else ""))
 
 
 def _accuracy_line(con: Console, acc: dict | None) -> None:
@@ -245,3 +262,60 @@ def _estimate_line(con: Console, lat: dict | None, energy: dict | None) -> None:
         line += (f"; energy {format_energy(energy['joules'])}, expected {format_energy(energy['low_j'])}–"
                  f"{format_energy(energy['high_j'])} at {energy['power_w'] * 1e3:.3g} mW ({energy['power_basis']})")
     con.print(line)
+
+
+def fit_summary(con: Console, result, quiet: bool = False) -> None:
+    """The candidates on the Pareto front, what shipped and its headroom, or the nearest miss and its misses."""
+    doc = result.doc
+    if not quiet:
+        con.print(f"[bold]edgepipe fit[/] target [cyan]{result.target}[/]: {len(doc['trials'])} candidates "
+                  f"({doc['resumed_trials']} resumed) in {doc['seconds']:.0f} s on {doc['executor'].get('kind')}")
+        con.print(_fit_table(doc))
+    pick = doc["shipped"] or doc["nearest_miss"]
+    if pick is not None:
+        word = "ships" if doc["shipped"] else "nearest miss"
+        damage = "-" if pick["damage"] is None else f"{100 * pick['damage']:.0f}%"
+        con.print(f"  {word}: candidate {pick['trial']} ({pick['label']}), accuracy tolerance used {damage}")
+        for h in pick["headroom"]:
+            con.print(f"    {h['check']}: {fmt_value(h['measured'], h['unit'])} of {fmt_value(h['budget'], h['unit'])}"
+                      f" ({h['left_percent']:+.1f}% left)")
+    lean = [f"{name} {fmt_value(_used(pick, name), _unit(pick, name))} (candidate {pick['trial']})"
+            for name, pick in (doc.get("leanest") or {}).items()]
+    if lean and not quiet:
+        con.print("  leanest within the tolerance: " + ", ".join(lean))
+    for miss in doc.get("misses", []):
+        if "over_by_percent" in miss:
+            con.print(f"  [red]✗[/] {miss['check']}: {fmt_value(miss['measured'], miss['unit'])} is "
+                      f"{miss['over_by_percent']:.1f}% over the budget {fmt_value(miss['budget'], miss['unit'])}")
+        elif "tolerance_used_percent" in miss:
+            con.print(f"  [red]✗[/] accuracy: uses {miss['tolerance_used_percent']:.0f}% of the tolerance")
+        else:
+            con.print(f"  [red]✗[/] {miss['check']} fails")
+    con.print(f"  wrote {result.out_dir}/ (fit.json, {doc.get('plot') or 'no plot'})")
+    status = "PASSED" if result.passed else "FAILED"
+    colour = "green" if result.passed else "red"
+    con.print(f"[bold {colour}]{status}[/]: exit {result.exit_code}")
+
+
+def _fit_table(doc: dict) -> Table:
+    """One row per candidate on the Pareto front (damage and each budget's use)."""
+    trials = {t["number"]: t for t in doc["trials"]}
+    budgets = [b["name"] for b in (trials[doc["pareto"][0]]["score"]["budgets"] if doc["pareto"] else [])]
+    table = Table(title="Pareto front (use: share of the budget; damage: share of the accuracy tolerance)")
+    for col in ("#", "candidate", "damage", *budgets, "passes"):
+        table.add_column(col)
+    for n in doc["pareto"]:
+        s = trials[n]["score"]
+        uses = {b["name"]: f"{100 * b['use']:.0f}%" for b in s["budgets"]}
+        damage = "-" if s["damage"] is None else f"{100 * s['damage']:.0f}%"
+        table.add_row(str(n), trials[n]["label"], damage, *(uses.get(b, "-") for b in budgets),
+                      "yes" if s["feasible"] else "no")
+    return table
+
+
+def _used(summary: dict, name: str):
+    return next(h["measured"] for h in summary["headroom"] if h["check"] == name)
+
+
+def _unit(summary: dict, name: str) -> str:
+    return next(h["unit"] for h in summary["headroom"] if h["check"] == name)

@@ -26,7 +26,7 @@ def _heavy_modules(args):
 
 
 @pytest.mark.parametrize("args", [["--help"], ["targets", "list"], ["targets", "show", "esp32-s3"],
-                                  ["build", "--help"]])
+                                  ["build", "--help"], ["fit", "--help"]])
 def test_commands_do_not_import_tensorflow(args):
     assert _heavy_modules(args) == ""
 

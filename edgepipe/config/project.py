@@ -139,11 +139,20 @@ class QuantOverrides(_Strict):
     per_channel: bool | None = Field(default=None, description="Per-channel weight scales.")
     calibration_samples: int | None = Field(default=None, ge=1, description=(
         "Representative samples used for calibration."))
+    fc_weights: Literal["auto", "per-channel", "per-tensor"] | None = Field(default=None, description=(
+        "FULLY_CONNECTED weight scales: auto (per-tensor where the runtime pays for per-channel, if accuracy "
+        "allows), per-channel or per-tensor."))
+    equalize: Literal["auto", "on", "off"] | None = Field(default=None, description=(
+        "Cross-layer equalization before conversion: auto (tried when accuracy misses), on or off."))
+    bias_correction: Literal["auto", "on", "off"] | None = Field(default=None, description=(
+        "Empirical bias correction before conversion: auto (tried when accuracy misses), on or off."))
 
 
 class ProjectConfig(_Strict):
     model: str | None = Field(default=None, description=(
-        "The trained model: .keras, .h5 or a SavedModel folder, relative to this file; --model."))
+        "The trained model: .keras, .h5, a SavedModel folder or a .onnx file, relative to this file, or a "
+        "PyTorch factory returning (module, example_input): 'file.py:function' (relative to this file) or "
+        "'package.module:function' (importable); --model. See docs/onnx-pytorch.md."))
     task: Literal["classification", "regression", "raw"] = Field(default="classification", description=(
         "What the outputs are: class scores, values with targets, or raw (compared with the float model "
         "only); --task."))
@@ -168,7 +177,14 @@ class ProjectConfig(_Strict):
     source: str = Field(default="(command line)", exclude=True)
 
     def model_path(self) -> Path | None:
-        return Path(self.base_dir, self.model) if self.model else None
+        """The model file or folder, relative to this file; an importable ``package.module:factory`` as written."""
+        from edgepipe.foreign.spec import is_factory
+
+        if not self.model:
+            return None
+        if is_factory(self.model) and ".py:" not in self.model and not Path(self.base_dir, self.model).exists():
+            return Path(self.model)
+        return Path(self.base_dir, self.model)
 
     def source_spec(self, role: str) -> SourceSpec | None:
         """The parsed data source for 'representative', 'eval' or 'train'."""
@@ -176,6 +192,20 @@ class ProjectConfig(_Strict):
         if raw is None:
             return None
         return SourceSpec.parse(raw, self.base_dir, f"{self.source} (data.{role})")
+
+
+class Removed:
+    """An override value that removes its key from the config (``edgepipe fit`` turns ``prune`` off
+    for one candidate this way). A class rather than an object so it survives pickling to workers."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Removed)
+
+    def __hash__(self) -> int:
+        return hash(Removed)
+
+    def __repr__(self) -> str:
+        return "Removed()"
 
 
 def load_project(path: str | Path | None, overrides: dict[str, Any] | None = None) -> ProjectConfig:
@@ -194,7 +224,10 @@ def load_project(path: str | Path | None, overrides: dict[str, Any] | None = Non
         *parents, last = dotted.split(".")
         for key in parents:
             node = node.setdefault(key, {})
-        node[last] = value
+        if isinstance(value, Removed):
+            node.pop(last, None)
+        else:
+            node[last] = value
     data["base_dir"] = base
     data["source"] = str(path) if path else "(command line)"
     try:
@@ -202,7 +235,7 @@ def load_project(path: str | Path | None, overrides: dict[str, Any] | None = Non
     except ValidationError as exc:
         given: dict[str, Any] = {}  # the command line's values win, so an error in one is named there
         for dotted, value in (overrides or {}).items():
-            if value is not None:
+            if value is not None and not isinstance(value, Removed):
                 *parents, last = dotted.split(".")
                 node = given
                 for key in parents:

@@ -123,6 +123,18 @@ class Quantization(_Strict):
         "Representative samples used for calibration, evenly spaced over the given data."))
     min_calibration_samples: int = Field(default=20, ge=1, description=(
         "Fewer representative samples than this is an error (one sample calibrates silently and badly)."))
+    fc_weights: Literal["auto", "per-channel", "per-tensor"] = Field(default="auto", description=(
+        "FULLY_CONNECTED weight scales. auto: per-tensor on tflm and ethos-u runtimes (per-channel costs "
+        "TFLM arena and flash there), kept only if accuracy still meets the budget, else per-channel; "
+        "per-channel elsewhere. Needs int8 I/O (docs/quantization.md)."))
+    equalize: Literal["auto", "on", "off"] = Field(default="auto", description=(
+        "Cross-layer equalization of Conv/Depthwise -> Conv pairs (BN folded first) before conversion. "
+        "auto: tried when the int8 model misses the accuracy budget, kept only if it brings the int8 model "
+        "closer to the float one; on: always; off: never."))
+    bias_correction: Literal["auto", "on", "off"] = Field(default="auto", description=(
+        "Empirical bias correction from representative data (each layer's bias shifted by the mean error "
+        "its int8 weights cause). auto: tried when the int8 model misses the accuracy budget, kept only if it "
+        "helps; on: always; off: never."))
 
 
 class Accuracy(_Strict):

@@ -70,6 +70,27 @@ def _convert(model, rep_x: np.ndarray | None, settings: ConvertSettings, on_samp
         raise ConversionError(f"the TFLite converter refused model {model.name!r}: {reason}") from None
 
 
+def convert_float(model) -> bytes:
+    """The float ``.tflite`` of ``model`` (batch 1, no optimizations): what ai-edge-quantizer quantizes.
+
+    Its op output names are the int8 conversion's (both come from :func:`_converter`), so a
+    layer named by attribution on the int8 model is found in it.
+    """
+    from edgepipe.deadline import give_up_after, limit
+
+    tf = import_tensorflow()
+    with give_up_after(limit(), "the TFLite converter"):
+        with captured():
+            converter = _converter(model, tf)
+        try:
+            with captured(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return bytes(converter.convert())
+        except Exception as exc:  # noqa: BLE001 - converter errors are free text
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+            raise ConversionError(f"the TFLite converter refused model {model.name!r} (float): {reason}") from None
+
+
 def _converter(model, tf):
     """A converter for ``model`` with each input's batch axis fixed to 1.
 
@@ -121,7 +142,7 @@ def _apply_scheme(converter, s: ConvertSettings, tf) -> None:
     converter.target_spec.supported_ops = supported
     converter.inference_input_type = getattr(tf, _TF_DTYPES[s.input_dtype.value])
     converter.inference_output_type = getattr(tf, _TF_DTYPES[s.output_dtype.value])
-    if not s.per_channel:
+    if not s.per_channel:  # private (TF 2.21, pinned <2.22): the one left, see docs/dependencies.md
         converter._experimental_disable_per_channel = True
 
 

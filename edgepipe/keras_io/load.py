@@ -1,4 +1,5 @@
-"""Load a trained model: Keras 3 ``.keras``, Keras 2 or 3 ``.h5``, or a SavedModel folder."""
+"""Load a trained model: Keras 3 ``.keras``, Keras 2 or 3 ``.h5``, a SavedModel folder, or (with the
+``onnx``/``torch`` extras) an ONNX file or a PyTorch factory, converted by :mod:`edgepipe.foreign`."""
 
 from __future__ import annotations
 
@@ -8,14 +9,25 @@ from edgepipe.keras_io import import_tensorflow
 from edgepipe.errors import InputError
 from edgepipe.keras_io.messages import keras_reason
 
-SUPPORTED = "a .keras file, a .h5 file or a SavedModel folder"
+SUPPORTED = "a .keras file, a .h5 file, a SavedModel folder, a .onnx file or a PyTorch 'file.py:factory'"
 
 
 def load_keras_model(path: str | Path):
     """A ``keras.Model`` from a Keras 3 file, a Keras 2 ``.h5`` (config translated) or a SavedModel (signature wrapped).
 
+    An ONNX file (``model.onnx``) or a PyTorch factory (``nets.py:make``,
+    ``package.module:make``) is converted to a channels-last Keras model (see
+    docs/onnx-pytorch.md); :func:`edgepipe.foreign.load.load_foreign` returns it
+    together with its layout and source-framework runner, which a build uses.
     See docs/loading-models.md for what each kind needs and what is refused.
     """
+    from edgepipe.foreign import parse_model_spec
+
+    foreign = parse_model_spec(path)
+    if foreign is not None:
+        from edgepipe.foreign.load import load_foreign
+
+        return load_foreign(foreign).model
     path = Path(path)
     if not path.exists():
         raise InputError(str(path), SUPPORTED, "no such file or folder")

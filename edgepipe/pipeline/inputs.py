@@ -2,6 +2,13 @@
 
 Every bad input must fail here with exit 2, so a long conversion never runs
 on data that cannot be right.
+
+An ONNX file or a PyTorch module (:mod:`edgepipe.foreign`) is converted
+here, its channels-first data arrays are turned channels-last as they are
+read (:func:`_in_model_layout`, the one place), and the converted float
+model is compared with the source framework on the representative samples
+before anything else runs (exit 3 beyond tolerance); the comparison goes to
+the report's ``inputs.model.source``.
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ class BuildInputs:
     train: Split | None = None
     notes: list[str] = field(default_factory=list)
     val: Split | None = None  # early stopping of fine-tuning; never the eval data that is reported
+    source: dict | None = None  # an ONNX/PyTorch model: format, conversion, layouts, comparison with the source
 
     @property
     def input_shape(self) -> tuple:
@@ -78,6 +86,8 @@ class BuildInputs:
 
     def hashes(self) -> dict:
         out = {"model": {"path": self.model_path, "sha256": self.model_sha256}}
+        if self.source is not None:
+            out["model"]["source"] = self.source
         for role in ("representative", "eval", "train", "val"):
             split = getattr(self, role)
             if split is not None:
@@ -100,22 +110,93 @@ def load_inputs(project: ProjectConfig, target: TargetProfile, calibration_sampl
     path = project.model_path()
     if path is None:
         raise ConfigError(project.source, "no model given", "set 'model:' in edgepipe.yaml or pass --model")
-    model, sha, io = _describe_model(path, project, cache or open_cache(False))
-    rep = load_split(project, "representative", io, labelled=False)
+    from edgepipe.foreign import parse_model_spec
+
+    foreign, layouts = parse_model_spec(path), {}
+    if foreign is not None:
+        model, sha, io, converted, project = _convert_foreign(foreign, project)
+        layouts = converted.layouts
+    else:
+        model, sha, io = _describe_model(path, project, cache or open_cache(False))
+    rep = load_split(project, "representative", io, labelled=False, layouts=layouts)
     needs_rep = scheme in (Scheme.INT8, Scheme.INT16X8)
     if needs_rep and rep is None:
         raise ConfigError(project.source, f"scheme {scheme.value!r} needs representative data",
                           "set data.representative in edgepipe.yaml or pass --rep-data")
-    ev = load_split(project, "eval", io, labelled=True)
+    ev = load_split(project, "eval", io, labelled=True, layouts=layouts)
     held_out = None
     if rep is not None:
         check_calibration(rep.x, target.quantization.min_calibration_samples, rep.where)
         rep, held_out = _calibration_split(rep, calibration_samples)
-    train = load_split(project, "train", io, labelled=True, need_labels=True)
-    val = load_split(project, "val", io, labelled=True)
+    train = load_split(project, "train", io, labelled=True, need_labels=True, layouts=layouts)
+    val = load_split(project, "val", io, labelled=True, layouts=layouts)
     notes = check_calibration_range(_first(rep.x), rep.where, _first(ev.x) if ev else None, ev.where if ev else "") \
         if rep is not None and needs_rep else []
-    return BuildInputs(model, str(path), sha, io, rep, ev or held_out, train, notes=notes, val=val)
+    source = _against_source(converted, rep or ev, notes) if foreign is not None else None
+    return BuildInputs(model, str(path), sha, io, rep, ev or held_out, train, notes=notes, val=val, source=source)
+
+
+def _convert_foreign(spec, project: ProjectConfig):
+    """(Keras model, sha256, IOSpec, the conversion, the project as the converted model sees it).
+
+    ``inputs.<name>.shape`` of an ONNX file is in the source's layout: it goes to
+    the converter, which fixes the dimensions, and is then dropped from the project
+    (the converted model's channels-last shape is what the build checks data against).
+    """
+    from edgepipe.foreign.load import load_foreign
+    from edgepipe.keras_io.names import describe
+
+    if project.prune is not None:
+        what = "an ONNX model" if spec.kind == "onnx" else "a PyTorch model"
+        raise ConfigError(f"{project.source} (prune)", f"structured pruning is not available for {what}: the "
+                          "converted graph is one opaque TensorFlow function",
+                          "prune the source model before export (e.g. with Torch-Pruning) and remove 'prune:'")
+    shapes = {name: tuple(cfg.shape) for name, cfg in project.inputs.items() if cfg.shape}
+    converted = load_foreign(spec, shapes)
+    _check_source_shapes(converted, shapes, project.source)
+    if shapes:
+        project = project.model_copy(update={"inputs": {
+            name: cfg.model_copy(update={"shape": None}) for name, cfg in project.inputs.items()}})
+    io = resolve(project, describe(converted.model), spec.where)
+    return converted.model, converted.sha256, io, converted, project
+
+
+def _check_source_shapes(converted, shapes: dict, source: str) -> None:
+    """Every input's shape known, and as ``inputs.<name>.shape`` says, both in the source's layout (NCHW)."""
+    from edgepipe.keras_io.names import input_names
+
+    for name, t in zip(input_names(converted.model), converted.model.inputs):
+        layout = converted.layouts[name]
+        model_dims = [None, *(None if d is None else int(d) for d in t.shape[1:])]
+        src = tuple(model_dims[k] for k in np.argsort(layout.perm))[1:]
+        given = shapes.get(name)
+        if given is not None and tuple(given) != src:
+            raise ConfigError(f"{source} (inputs.{name}.shape)", f"expected the source model's per-sample shape "
+                              f"{src} ({layout.source}), found {tuple(given)}")
+        if any(d is None for d in src):
+            raise InputError(f"{converted.where}: input {name!r}", "a fixed shape (except batch)",
+                             f"shape {src} ({layout.source})",
+                             f"set inputs.{name}.shape in edgepipe.yaml, in the source model's layout, "
+                             f"e.g. {[d if d else 96 for d in src]}")
+
+
+def _against_source(converted, split: Split | None, notes: list[str]) -> dict:
+    """The conversion's report block with the comparison on ``split`` (exit 3 beyond tolerance)."""
+    from edgepipe.foreign.reference import check, compare
+
+    info = converted.describe()
+    if split is None:
+        note = (f"{converted.where}: the converted model was not compared with {converted.framework}: "
+                "no representative or eval data")
+        notes.append(note)
+        info["comparison"] = None
+        return info
+    arrays = dict(split.x.named()) if isinstance(split.x, Samples) else {next(iter(converted.inputs)): split.x}
+    result = compare(converted, arrays)
+    result["data"] = split.where
+    info["comparison"] = result
+    check(result, converted.where, converted.framework)
+    return info
 
 
 def _first(x):
@@ -170,23 +251,43 @@ def _fix(model, io: IOSpec):
 
 
 def load_split(project: ProjectConfig, role: str, io: IOSpec, labelled: bool,
-               need_labels: bool = False) -> Split | None:
+               need_labels: bool = False, layouts: dict | None = None) -> Split | None:
     """One dataset of the project (``role``: representative, eval, train), checked against the model's inputs.
 
     ``labelled``: read each output's labels where the data has them (``need_labels``: refuse data without any).
+    ``layouts``: by input name, how a converted ONNX/PyTorch model's axes differ from its data's
+    (:mod:`edgepipe.foreign.layout`).
     """
     spec = project.source_spec(role)
     if spec is None:
         return None
     if io.single:
-        return _single_split(spec, role, io, labelled, need_labels, project.source)
-    return _named_split(spec, role, io, labelled, need_labels, project.source)
+        return _single_split(spec, role, io, labelled, need_labels, project.source, layouts or {})
+    return _named_split(spec, role, io, labelled, need_labels, project.source, layouts or {})
 
 
-def _single_split(spec, role: str, io: IOSpec, labelled: bool, need_labels: bool, source: str) -> Split:
+def _in_model_layout(ds: Dataset, inp, layouts: dict, role: str, from_folder: bool) -> Dataset:
+    """The one place channels-first data becomes channels-last: a source-layout array (NCHW) of a
+    converted ONNX/PyTorch model, transposed as its input was. Image folders are read channels-last already."""
+    from edgepipe.foreign.layout import to_model, to_source
+
+    layout = layouts.get(inp.name)
+    if layout is None or not layout.moved or from_folder:
+        return ds
+    want = tuple(to_source(np.zeros(inp.shape, np.uint8), layout).shape[1:])
+    got = tuple(getattr(ds.x, "shape", ())[1:])
+    if got != want:
+        raise InputError(f"{role} data {ds.where}", f"samples of shape {want} ({layout.source}, the source "
+                         f"model's layout; edgepipe makes them {layout.model})", f"samples of shape {got}")
+    return dataclasses.replace(ds, x=to_model(np.asarray(ds.x), layout))
+
+
+def _single_split(spec, role: str, io: IOSpec, labelled: bool, need_labels: bool, source: str,
+                  layouts: dict) -> Split:
     """A one-input, one-output model: the source's ``x`` (and ``y``) arrays, as always."""
     ds: Dataset = load_dataset(spec, need_labels=need_labels)
     inp, out = io.inputs[0], io.outputs[0]
+    ds = _in_model_layout(ds, inp, layouts, role, spec.path is not None and spec.path.is_dir())
     x = prepare_inputs(ds, inp.shape, role)
     x = apply_preprocess(x, *inp.preprocess, f"{role} data {ds.where}", source)
     labels = {}
@@ -195,13 +296,15 @@ def _single_split(spec, role: str, io: IOSpec, labelled: bool, need_labels: bool
     return Split(x, labels, ds.where, _digest(ds))
 
 
-def _named_split(spec, role: str, io: IOSpec, labelled: bool, need_labels: bool, source: str) -> Split:
+def _named_split(spec, role: str, io: IOSpec, labelled: bool, need_labels: bool, source: str,
+                 layouts: dict) -> Split:
     """Several inputs or outputs: one array per input and per labelled output, found by name."""
     keys = [o.labels for o in io.outputs if o.labels] if labelled else []
     named = load_named(spec, [i.array for i in io.inputs], keys)
     arrays = []
     for inp in io.inputs:
         ds = Dataset(named.arrays[inp.array], None, f"{named.where}[{inp.array}]")
+        ds = _in_model_layout(ds, inp, layouts, role, False)
         x = prepare_inputs(ds, inp.shape, f"{role} data for input {inp.name!r}:")
         arrays.append(apply_preprocess(x, *inp.preprocess, f"{role} data {ds.where}", source))
     x = Samples(arrays, io.input_names)

@@ -45,7 +45,9 @@ from edgepipe.errors import EdgepipeError, InputError
 LOCK_NAME = ".edgepipe.lock"
 DEFAULT_TIMEOUT = 30.0
 #: Files a build writes whatever the target; the rest are listed in the previous manifest/report.
-OWN_NAMES = frozenset({LOCK_NAME, "manifest.json", "report.json", "model.tflite"})
+#: What an edgepipe command writes into an output folder besides the artifacts its manifest lists
+#: (``edgepipe fit`` adds fit.json and pareto.svg to the build it publishes).
+OWN_NAMES = frozenset({LOCK_NAME, "manifest.json", "report.json", "model.tflite", "fit.json", "pareto.svg"})
 _REMOVE = "remove it if no build is running"
 _TEMP_FILE = re.compile(r"^\..+\.tmp$")  # files.write_atomic's temporary names
 

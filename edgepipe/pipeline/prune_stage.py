@@ -34,8 +34,9 @@ def run(ctx: BuildContext) -> StageOutcome:
 
     original = ctx.model
     if settings.method == "channel":
+        # the target's latency model prices prune.target latency; channel_multiple rounds every width
         result = prune_model(original, settings, ctx.profile.accelerator.channel_multiple,
-                             data=sensitivity_inputs(ctx.inputs))
+                             data=sensitivity_inputs(ctx.inputs), profile=ctx.profile)
     else:
         result = apply_mn_sparsity(original, settings)
     measure = _Measure(ctx, original)

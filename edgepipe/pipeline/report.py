@@ -19,7 +19,7 @@ from edgepipe.emit.files import write_json
 from edgepipe.errors import EXIT_CHECK_FAILED, EXIT_OK
 
 SCHEMA = "edgepipe.build-report/1"
-TOOLS = ("tensorflow", "keras", "ai-edge-litert", "numpy", "tflite-micro", "ethos-u-vela")
+TOOLS = ("tensorflow", "keras", "ai-edge-litert", "ai-edge-quantizer", "numpy", "tflite-micro", "ethos-u-vela")
 #: Wall times, the clock, host measurements and cache use: everything else is reproducible.
 VOLATILE = ("created", "timings", "cache", "latency.host")
 

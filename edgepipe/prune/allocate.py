@@ -23,6 +23,13 @@ of the original MACs, parameters or latency to keep), the allocator:
    a big early group are coarse, and without this the result would
    overshoot the target by up to one such step.
 
+Cost is counted as the target says: MACs, parameters, or for ``latency`` the
+seconds the target's own per-kernel latency model gives the narrowed layers
+(:mod:`edgepipe.prune.latency_cost`), so a depthwise layer or a first layer
+with one input channel is priced as the device runs it. The target profile
+reaches the allocator as ``profile=`` (from a build, through ``prune_model``).
+Without one, latency falls back to MACs and the notes say so.
+
 Each group stops at the largest ratio that was measured for it (damage is
 interpolated, never extrapolated), so a very low target may be out of reach:
 the result then says how far it got, in ``notes``. Damages are assumed to add
@@ -37,7 +44,7 @@ from dataclasses import dataclass
 from edgepipe.prune.cost import CostModel
 from edgepipe.prune.sensitivity import RATIOS, GroupSensitivity, Point, measure
 
-EPSILON = 1e-9
+EPSILON = 1e-12
 METRIC_UNITS = {"macs": "MACs", "size": "parameters", "latency": "MACs (latency proxy)"}
 
 
@@ -55,6 +62,7 @@ class GroupAllocation:
     sensitivity: tuple[Point, ...]
     macs_removed: int
     params_removed: int
+    seconds_removed: float | None = None  # latency targets with a cost model: estimated seconds, group alone
 
 
 @dataclass(frozen=True)
@@ -78,17 +86,32 @@ def next_kept(units: int, kept: int, multiple: int) -> int:
     return (kept - 1) // multiple * multiple
 
 
-def allocate(space, target, data) -> Allocation:
+def allocate(space, target, data, *, profile=None, recalibrate: bool | None = None) -> Allocation:
     """Kept units per block of ``space`` (a ``channel.PruneSpace``) that reach ``target`` (a
-    ``settings.PruneTarget``) by the greedy rule in this module's docstring."""
-    sensitivities, measured_on = measure(space, data)
-    return choose(space, target.metric, target.fraction, sensitivities, measured_on)
+    ``settings.PruneTarget``) by the greedy rule in this module's docstring.
+
+    ``profile``: the resolved target profile whose latency model prices a ``latency`` target (none:
+    MACs). ``recalibrate``: passed to :func:`~edgepipe.prune.sensitivity.measure`."""
+    sensitivities, measured_on = measure(space, data, recalibrate=recalibrate)
+    return choose(space, target.metric, target.fraction, sensitivities, measured_on,
+                  latency=latency_model(space.model, target.metric, profile))
+
+
+def latency_model(model, metric: str, profile=None):
+    """The :class:`~edgepipe.prune.latency_cost.LatencyCost` a ``latency`` target is counted with, or None."""
+    if metric != "latency" or profile is None:
+        return None
+    from edgepipe.prune.latency_cost import for_profile
+
+    return for_profile(model, profile)
 
 
 def choose(space, metric: str, fraction: float, sensitivities: list[GroupSensitivity],
-           measured_on: str) -> Allocation:
-    """The greedy allocation itself, given measured sensitivities (separate so tests can give their own)."""
-    costs = CostModel(space.graph)
+           measured_on: str, *, latency=None) -> Allocation:
+    """The greedy allocation itself, given measured sensitivities (separate so tests can give their own).
+
+    ``latency``: a ``LatencyCost`` pricing a ``latency`` target (None: MACs stand in for it)."""
+    costs = CostModel(space.graph, latency)
     kept = space.full()
     before = costs.measure(metric, space.keep_id(kept))
     goal, current = fraction * before, before
@@ -154,6 +177,8 @@ def _summary(space, costs: CostModel, metric: str, fraction: float, kept: list[i
              after: int, by_group: dict[int, GroupSensitivity], measured_on: str) -> Allocation:
     full = space.full()
     macs0, params0 = costs.macs(space.keep_id(full)), costs.params(space.keep_id(full))
+    timed = metric == "latency" and costs.latency is not None
+    seconds0 = costs.seconds(space.keep_id(full)) if timed else None
     groups = []
     for index, sens in by_group.items():
         alone = list(full)
@@ -163,16 +188,19 @@ def _summary(space, costs: CostModel, metric: str, fraction: float, kept: list[i
         removed = 1.0 - kept[index] / units
         groups.append(GroupAllocation(
             index, _owner(space.blocks[index]), units, kept[index], removed, sens.damage_at(removed),
-            sens.points, macs0 - costs.macs(keep), params0 - costs.params(keep)))
+            sens.points, macs0 - costs.macs(keep), params0 - costs.params(keep),
+            seconds0 - costs.seconds(keep) if timed else None))
     reached = after / before if before else 1.0
+    counted = costs.latency.description if timed else METRIC_UNITS[metric]
     notes = []
     if reached > fraction + EPSILON:
         notes.append(f"prune.target {metric}={fraction:g} was not reached: {reached:.3f} of the original "
-                     f"{METRIC_UNITS[metric]} remain with every group at the largest ratio measured for it "
+                     f"{'estimated latency' if timed else counted} remain with every group at the largest ratio measured for it "
                      f"({', '.join(str(r) for r in RATIOS)}); lower channel_multiple or exclude fewer layers")
-    if metric == "latency":
-        notes.append("prune.target latency is estimated by MACs: no converted model exists while pruning")
-    return Allocation(metric, METRIC_UNITS[metric], fraction, reached, before, after, measured_on,
+    if metric == "latency" and not timed:
+        notes.append("prune.target latency is estimated by MACs: no target profile with a latency cost model "
+                     "(cost_model.kernels or int8_macs_per_second) was given")
+    return Allocation(metric, counted, fraction, reached, before, after, measured_on,
                       tuple(groups), tuple(kept), tuple(notes))
 
 

@@ -91,7 +91,7 @@ def prune_space(model: keras.Model, settings: PruneSettings, channel_multiple: i
 
 
 def prune_model(
-    model: keras.Model, settings: PruneSettings, channel_multiple: int = 1, data=None
+    model: keras.Model, settings: PruneSettings, channel_multiple: int = 1, data=None, profile=None
 ) -> PruneResult:
     """Remove the least important channels of every group; return a new model.
 
@@ -100,7 +100,9 @@ def prune_model(
     With ``settings.target`` the per-group ratios are chosen by
     :func:`edgepipe.prune.allocate.allocate` from each group's measured damage
     on ``data`` (representative inputs; without them a weight-norm proxy, and
-    the report says so). The input model is not modified.
+    the report says so). ``profile``, the target profile, prices a ``latency``
+    target with the device's own kernel cost model (else MACs stand in for it).
+    The input model is not modified.
     """
     space = prune_space(model, settings, channel_multiple)
     allocation = None
@@ -110,7 +112,7 @@ def prune_model(
     else:
         from edgepipe.prune.allocate import allocate
 
-        allocation = allocate(space, settings.target, data)
+        allocation = allocate(space, settings.target, data, profile=profile)
         kept = list(allocation.kept)
         ratios = [1.0 - k / u for k, u in zip(kept, space.full())]
     groups = decide(space, ratios, kept)

@@ -27,6 +27,13 @@ def _with_width(shape: tuple, width: int) -> tuple:
     return (*shape[:-1], width)
 
 
+def _narrow(shape: tuple, ids: np.ndarray, keep_id: np.ndarray) -> tuple:
+    """``shape`` with its last axis at the number of kept ids, when the ids run along that axis."""
+    if not shape or shape[-1] is None or ids is None or len(ids) != shape[-1]:
+        return shape
+    return _with_width(shape, int(keep_id[ids].sum()))
+
+
 @dataclass(frozen=True)
 class _Counted:
     call: Call
@@ -34,9 +41,11 @@ class _Counted:
 
 
 class CostModel:
-    """``macs(keep_id)`` and ``params(keep_id)`` of the model pruned as ``keep_id`` says."""
+    """``macs(keep_id)`` and ``params(keep_id)`` of the model pruned as ``keep_id`` says; with a
+    ``latency`` model (:class:`edgepipe.prune.latency_cost.LatencyCost`), its estimated seconds too."""
 
-    def __init__(self, graph: DependencyGraph):
+    def __init__(self, graph: DependencyGraph, latency=None):
+        self.latency = latency
         traced: dict[str, list[TracedCall]] = defaultdict(list)
         for call in graph.calls:
             traced[call.path].append(call)
@@ -54,25 +63,37 @@ class CostModel:
         """Multiply-accumulates of the pruned model (same counting as ``stats.model_stats``)."""
         return sum(call_macs(self._narrowed(c, keep_id)) for c in self._calls)
 
+    def calls(self, keep_id: np.ndarray) -> list[Call]:
+        """Every leaf call in topological order, with the widths it has once pruned as ``keep_id`` says."""
+        return [self._narrowed(c, keep_id) for c in self._calls]
+
+    def seconds(self, keep_id: np.ndarray) -> float:
+        """Estimated latency of the pruned model on the target (needs a ``latency`` model)."""
+        return self.latency.seconds(self.calls(keep_id))
+
     def params(self, keep_id: np.ndarray) -> int:
         """Parameters of the pruned model (one byte each once int8)."""
         return sum(self._layer_params(path, layer, keep_id) for path, layer in self._layers.items())
 
-    def measure(self, metric: str, keep_id: np.ndarray) -> int:
-        """``latency`` is estimated by MACs: no converted model exists while pruning."""
-        return self.params(keep_id) if metric == "size" else self.macs(keep_id)
+    def measure(self, metric: str, keep_id: np.ndarray) -> float:
+        """``latency``: the target's per-kernel estimate when a ``latency`` model was given, else MACs
+        (the proxy; the allocation's ``counted_as`` says which)."""
+        if metric == "size":
+            return self.params(keep_id)
+        if metric == "latency" and self.latency is not None:
+            return self.seconds(keep_id)
+        return self.macs(keep_id)
 
     @staticmethod
     def _narrowed(counted: _Counted, keep_id: np.ndarray) -> Call:
+        """The call with each input's and output's last axis at its kept width. A tensor whose ids do not
+        match its last axis (a reshape that moves channels) keeps its shape."""
         call, traced = counted.call, counted.traced
-        if traced is None or len(call.in_shapes) != 1 or len(call.out_shapes) != 1:
+        if traced is None or len(traced.inputs) != len(call.in_shapes) or len(traced.outputs) != len(call.out_shapes):
             return call
-        (ins,), (outs,) = call.in_shapes, call.out_shapes
-        if not ins or not outs or len(traced.inputs[0]) != ins[-1] or len(traced.outputs[0]) != outs[-1]:
-            return call
-        width_in = int(keep_id[traced.inputs[0]].sum())
-        width_out = int(keep_id[traced.outputs[0]].sum())
-        return replace(call, in_shapes=(_with_width(ins, width_in),), out_shapes=(_with_width(outs, width_out),))
+        ins = tuple(_narrow(s, ids, keep_id) for s, ids in zip(call.in_shapes, traced.inputs))
+        outs = tuple(_narrow(s, ids, keep_id) for s, ids in zip(call.out_shapes, traced.outputs))
+        return replace(call, in_shapes=ins, out_shapes=outs)
 
     def _layer_params(self, path: str, layer, keep_id: np.ndarray) -> int:
         traced = self._first.get(path)

@@ -14,6 +14,14 @@ few hundred samples moves in steps and ties at 100 % for mild prunes), and it
 works the same for classifiers, regressors and raw heads. For reading, the
 report also gives top-1 agreement for outputs with more than one column.
 
+**BatchNormalization statistics** are re-measured on the same inputs for each
+trial before it is compared (``recalibrate``; on by default when the model
+has BatchNormalization layers), because a build re-calibrates the pruned
+model before anything else (``recalibrate.py``; kept when it helps, which it
+almost always does after channel removal). Without it a group that feeds a
+BatchNormalization looks worse than the build will leave it, by the stale
+statistics alone, and the allocator spares the wrong groups.
+
 Without representative data the damage falls back to the share of the
 group's importance (weight norm) removed, a weaker proxy that cannot compare
 groups of different make-up; ``measured_on`` says which was used.
@@ -77,13 +85,17 @@ def widths(units: int, ratios: tuple[float, ...], multiple: int) -> list[int]:
     return [k for i, k in enumerate(counts) if k < units and k not in counts[:i]]
 
 
-def measure(space, data, ratios: tuple[float, ...] = RATIOS) -> tuple[list[GroupSensitivity], str]:
+def measure(space, data, ratios: tuple[float, ...] = RATIOS, *,
+            recalibrate: bool | None = None) -> tuple[list[GroupSensitivity], str]:
     """Per prunable group of ``space`` (a ``channel.PruneSpace``), its damage at ``ratios``; and what
-    the damage was measured on, in words."""
+    the damage was measured on, in words. ``recalibrate``: re-measure BatchNormalization statistics of
+    each trial on ``data`` first (None: when the model has top-level BatchNormalization layers)."""
     if data is None:
         return [_by_importance(space, i, ratios) for i in space.prunable], (
             "weights only (no representative data): damage = share of the group's importance removed")
     x = data[:SAMPLES]
+    if recalibrate is None:
+        recalibrate = has_batchnorm(space.model)
     reference = _predict(space.model, x)
     full = space.full()
     found = []
@@ -93,9 +105,27 @@ def measure(space, data, ratios: tuple[float, ...] = RATIOS) -> tuple[list[Group
             decision = list(full)
             decision[index] = kept
             model, _ = space.build(decision)
+            if recalibrate:
+                _recalibrate(model, x)
             points.append(_compare(_predict(model, x), reference, 1.0 - kept / full[index]))
         found.append(GroupSensitivity(index, tuple(points)))
-    return found, f"{len(x)} representative samples: damage = relative output error vs the unpruned model"
+    how = ", each trial after re-measuring BatchNormalization statistics on them (as the build does)" \
+        if recalibrate else ""
+    return found, (f"{len(x)} representative samples: damage = relative output error vs the unpruned model"
+                   f"{how}")
+
+
+def has_batchnorm(model) -> bool:
+    """Whether the model has a top-level BatchNormalization (what ``recalibrate_batchnorm`` re-measures)."""
+    import keras
+
+    return any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
+
+
+def _recalibrate(model, x) -> None:
+    from edgepipe.prune.recalibrate import recalibrate_batchnorm
+
+    recalibrate_batchnorm(model, x, max_samples=SAMPLES)
 
 
 def _predict(model, x) -> dict[str, np.ndarray]:

@@ -57,9 +57,10 @@ class PruneTarget(_Strict):
     """What a sensitivity-aware prune must reach, as the fraction of the original model KEPT.
 
     ``{macs: 0.5}`` asks for at most 50 % of the original multiply-accumulates;
-    ``size`` counts parameters (one byte each in int8); ``latency`` uses MACs as
-    its proxy (no converted model exists yet when pruning runs), and the report
-    says so. Exactly one metric is given.
+    ``size`` counts parameters (one byte each in int8); ``latency`` is the target
+    profile's own latency estimate (its per-kernel cost model applied to the
+    narrowed layers, as the device runs them), or MACs when pruning runs without
+    a profile; the report's ``counted_as`` says which. Exactly one metric is given.
     """
 
     macs: float | None = Field(default=None, description=(
@@ -67,8 +68,9 @@ class PruneTarget(_Strict):
     size: float | None = Field(default=None, description=(
         "Keep at most this fraction of the original parameters (int8 weight bytes), 0 < size < 1."))
     latency: float | None = Field(default=None, description=(
-        "Keep at most this fraction of the original latency, 0 < latency < 1; estimated by MACs "
-        "(the report says so), since no converted model exists while pruning."))
+        "Keep at most this fraction of the original latency, 0 < latency < 1, as the target profile's "
+        "per-kernel latency model estimates it for the narrowed layers (MACs without a profile; the report "
+        "says which)."))
 
     @field_validator("macs", "size", "latency")
     @classmethod

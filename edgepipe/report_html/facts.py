@@ -28,5 +28,20 @@ def provenance(doc: dict) -> dict:
     inputs = as_dict(doc.get("inputs"))
     data = [{"role": role, **as_dict(v)} for role, v in inputs.items() if role not in ("model", "config")]
     return {"model": as_dict(inputs.get("model")), "config": as_dict(inputs.get("config")).get("path"),
-            "data": data, "tools": as_dict(doc.get("tools")), "quantization": as_dict(doc.get("quantization")),
+            "data": data, "tools": as_dict(doc.get("tools")), "quantization": flat(as_dict(doc.get("quantization"))),
             "profile": as_dict(as_dict(doc.get("target")).get("profile"))}
+
+
+def flat(d: dict, prefix: str = "") -> dict:
+    """Nested settings as dotted keys and plain values (``techniques.equalize: kept``), never a dict's repr."""
+    out: dict = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flat(value, f"{name}."))
+        elif isinstance(value, list):
+            out[name] = ", ".join(str(v) for v in value) if all(not isinstance(v, (dict, list)) for v in value) \
+                else f"{len(value)} entries (report.json)"
+        else:
+            out[name] = value
+    return out

@@ -22,7 +22,7 @@ ALL_COMMANDS = sorted(_commands(cli))
 
 
 def test_the_command_set():
-    assert ALL_COMMANDS == [("build",), ("cache",), ("cache", "clear"), ("cache", "info"), ("inspect",),
+    assert ALL_COMMANDS == [("build",), ("cache",), ("cache", "clear"), ("cache", "info"), ("fit",), ("inspect",),
                             ("report",), ("targets",), ("targets", "list"), ("targets", "schema"),
                             ("targets", "show"), ("verify",)]
 

@@ -15,14 +15,8 @@ from edgepipe.tflite.model import read_tflite
 def repaired(bad_model_path, digits, tmp_path_factory):
     """rpi4 allows int16 activations and float: the loop may repair. With float32 I/O asked for,
     an int16x8 model keeps the I/O types (the converter gives it float32 or int16 I/O, never int8)."""
-    from ep_helpers import write_project
-
-    x_tr, _, x_ev, y_ev = digits
-    folder = tmp_path_factory.mktemp("bad_float_io")
-    np.savez(folder / "d.npz", x=x_tr[:100], x_eval=x_ev, y_eval=y_ev)
-    cfg = write_project(folder, bad_model_path, folder / "d.npz",
-                        quantization={"input_dtype": "float32", "output_dtype": "float32"})
-    return edgepipe.build("rpi4", cfg, out=folder / "out")
+    return _bad_build(bad_model_path, digits, tmp_path_factory.mktemp("bad_float_io"), "rpi4",
+                      {"input_dtype": "float32", "output_dtype": "float32"})
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +26,28 @@ def int8_io(bad_project, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def refused(bad_project, tmp_path_factory):
-    """stm32h7 is int8-only: nothing may be tried but calibration and per-channel weights."""
+def int16_on_mcu(bad_project, tmp_path_factory):
+    """stm32h7 is int8-only (no float), but TFLite Micro has int16x8 kernels: 16-bit activations
+    for the layer at fault keep the model full-integer with int8 I/O."""
     return edgepipe.build("stm32h7", bad_project, out=tmp_path_factory.mktemp("bad_stm32"))
+
+
+@pytest.fixture(scope="module")
+def refused(bad_model_path, digits, tmp_path_factory):
+    """coral-edgetpu is an int8-only accelerator on LiteRT: no float, no int16. With equalization and
+    bias correction off, nothing may be tried but calibration and per-channel weights."""
+    return _bad_build(bad_model_path, digits, tmp_path_factory.mktemp("bad_coral"), "coral-edgetpu",
+                      {"equalize": "off", "bias_correction": "off"})
+
+
+def _bad_build(model_path, digits, folder, target: str, quantization: dict):
+    """The bad model built for ``target`` with these quantization settings, its data in ``folder``."""
+    from ep_helpers import write_project
+
+    x_tr, _, x_ev, y_ev = digits
+    np.savez(folder / "d.npz", x=x_tr[:100], x_eval=x_ev, y_eval=y_ev)
+    cfg = write_project(folder, model_path, folder / "d.npz", quantization=quantization)
+    return edgepipe.build(target, cfg, out=folder / "out")
 
 
 def test_caught_and_repaired_within_budget_with_int16_activations(repaired, checks_of):
@@ -45,15 +58,38 @@ def test_caught_and_repaired_within_budget_with_int16_activations(repaired, chec
     assert q["layers_at_fault"] == ["hidden"]
     assert last["step"] == "int16x8" and last["passed"] and last["drop"] <= 1.0
     assert q["passed"] and q["chosen"] == len(q["attempts"]) - 1
-    assert [a["step"] for a in q["attempts"]] == ["as configured", "int16x8"], \
+    steps = {a["step"]: a for a in q["attempts"]}
+    assert list(steps) == ["as configured", "equalize", "bias-correction", "int16-layers", "int16x8"], \
         "all representative samples already used, per-channel already on: skipped"
+    assert steps["int16-layers"]["error"] == ("ai-edge-quantizer gives int8 input/output only; the build asks "
+                                             "for float32/float32"), "float32 I/O: the converter's path only"
     assert repaired.exit_code == 0, [c.detail for c in repaired.report.failed_checks]
     assert checks_of(repaired)["accuracy"].measured <= 1.0
     assert rep["quantization"]["scheme"] == "int16x8" and rep["quantization"]["input_dtype"] == "float32"
     model = read_tflite(repaired.artifacts["model.tflite"])
     assert model.input_tensors[0].dtype == "float32" and model.sha256 == rep["model"]["sha256"]
     assert "int16" in {t.dtype for t in model.tensors}, "16-bit activations inside"
-    assert any("after 1 attempt(s) the kept model (int16x8) meets it" in n for n in rep["notes"])
+    assert any("after 4 attempt(s) the kept model (int16x8) meets it" in n for n in rep["notes"])
+
+
+def test_int8_only_mcu_repaired_with_int16_layers_full_integer(int16_on_mcu, checks_of):
+    rep = int16_on_mcu.report.to_dict()
+    q = rep["quantization_attempts"]
+    steps = [a["step"] for a in q["attempts"]]
+    assert steps[:2] == ["as configured", "fc-per-channel"] and steps[-1] == "int16-layers" and "float" not in steps
+    first, last = q["attempts"][0], q["attempts"][-1]
+    assert first["recipe"] == {"per_tensor_weights": ["FULLY_CONNECTED"], "layers": {}}, "tflm: per-tensor FC first"
+    assert not first["passed"] and last["passed"] and last["int16_layers"] == ["hidden"]
+    assert set(last["recipe"]["layers"].values()) == {"int16"} and len(last["recipe"]["layers"]) == 2, \
+        "hidden and the classifier reading it"
+    assert int16_on_mcu.exit_code == 0, [c.detail for c in int16_on_mcu.report.failed_checks]
+    checks = checks_of(int16_on_mcu)
+    assert checks["int8_only"].status == "pass" and checks["io_dtype"].status == "pass"
+    assert checks["tflm_arena"].status == "pass", "TFLite Micro runs the mixed model"
+    model = read_tflite(int16_on_mcu.artifacts["model.tflite"])
+    assert [t.dtype for t in model.input_tensors + model.output_tensors] == ["int8", "int8"]
+    assert {"int16", "int8"} <= {t.dtype for t in model.tensors} and "float32" not in {t.dtype for t in model.tensors}
+    assert rep["quantization"]["int16_layers"] == ["hidden"] and rep["quantization"]["quantizer"] == "ai-edge-quantizer"
 
 
 def test_int8_only_target_reports_failed_and_names_the_layer(refused, checks_of):
@@ -68,7 +104,7 @@ def test_int8_only_target_reports_failed_and_names_the_layer(refused, checks_of)
     assert q["layers_at_fault"] == ["hidden"]
     assert checks["int8_only"].status == "pass", "nothing that breaks int8-only was kept"
     model = read_tflite(refused.artifacts["model.tflite"])
-    assert model.input_tensors[0].dtype == "int8", "the best artifact is still written"
+    assert model.input_tensors[0].dtype == "uint8", "the best artifact is still written (the profile's uint8 I/O)"
     assert rep["layer_errors"]["at_fault"] == ["hidden"]
     saved = json.loads(refused.artifacts["report.json"].read_text())
     assert saved["exit_code"] == 1 and saved["artifacts"]["layer_errors.png"]["bytes"] > 0
@@ -86,10 +122,12 @@ def test_per_channel_and_all_samples_are_tried_first(bad_project, digits, tmp_pa
                         quantization={"per_channel": False, "calibration_samples": 50,
                                       "input_dtype": "float32", "output_dtype": "float32"})
     result = edgepipe.build("rpi4", cfg, out=tmp_path / "out")
-    steps = [(a["step"], a["representative_samples"], a["settings"]["per_channel"], a["passed"])
-             for a in result.report.to_dict()["quantization_attempts"]["attempts"]]
-    assert steps == [("as configured", 50, False, False), ("calibration", 300, False, False),
-                     ("per-channel", 300, True, False), ("int16x8", 300, True, True)]
+    attempts = result.report.to_dict()["quantization_attempts"]["attempts"]
+    steps = [(a["step"], a["representative_samples"], a["settings"]["per_channel"], a["passed"]) for a in attempts]
+    kept = 300 if attempts[1]["agreement"] > attempts[0]["agreement"] else 50  # an int8 step is kept if closer
+    assert steps[:3] == [("as configured", 50, False, False), ("calibration", 300, False, False),
+                         ("per-channel", kept, True, False)]
+    assert steps[-1][0] == "int16x8" and steps[-1][2:] == (True, True)
     assert result.exit_code == 0
 
 
@@ -101,17 +139,15 @@ def _model_of(project_path):
 
 @pytest.mark.slow
 def test_float_fallback_keeps_the_layer_in_float_with_int8_io(keras_mod, bad_model_path, digits, int8_settings):
-    from edgepipe.pipeline.accuracy_aware import convert_with_float_nodes
+    from edgepipe.quantize.recipes import Recipe, convert_with_recipe, layer_scopes
     from edgepipe.runtimes.base import XNNPACK, make_runner
     from edgepipe.tflite.model import parse_tflite
 
-    from edgepipe.keras_io.convert import convert
-
     model = keras_mod.models.load_model(bad_model_path)
     x_tr, _, x_ev, y_ev = digits
-    int8 = parse_tflite(convert(model, x_tr[:100], int8_settings))
-    nodes = [t.name for t in int8.tensors if "hidden_1/MatMul;" in t.name or "classifier_1/MatMul;" in t.name]
-    data = convert_with_float_nodes(model, x_tr[:100], int8_settings, nodes)
+    scopes = layer_scopes(model, ("hidden",))
+    assert len(scopes) == 2, "hidden's FULLY_CONNECTED and the classifier's, which reads it (not the softmax)"
+    data = convert_with_recipe(model, x_tr[:100], int8_settings, Recipe(layers={s: "float" for s in scopes}))
     tfl = parse_tflite(data)
     assert [t.dtype for t in tfl.input_tensors + tfl.output_tensors] == ["int8", "int8"]
     assert tfl.op_counts.get("DEQUANTIZE") and tfl.op_counts.get("QUANTIZE"), "a float island"
@@ -121,19 +157,29 @@ def test_float_fallback_keeps_the_layer_in_float_with_int8_io(keras_mod, bad_mod
 
 
 def test_int8_io_profile_never_ends_up_with_int16_io(int8_io, checks_of):
-    """int16x8 would make the I/O int16: recorded as refused, not converted; the float step repairs instead."""
+    """rpi4 with int8 I/O: 16-bit activations for the layer at fault (ai-edge-quantizer) keep int8 I/O,
+    where the converter's whole-model int16x8 could not."""
     rep = int8_io.report.to_dict()
     q = rep["quantization_attempts"]
     steps = {a["step"]: a for a in q["attempts"]}
-    wide = steps["int16x8"]
-    assert not wide["passed"] and wide["bytes"] is None and wide["settings"]["input_dtype"] == "int16"
-    assert wide["error"] == ("refused: it would make the model's input/output int16/int16; the build asks for "
-                             "int8/int8 (quantization.input_dtype/output_dtype)")
-    assert [a["step"] for a in q["attempts"]] == ["as configured", "int16x8", "float"]
-    assert all(a["settings"]["input_dtype"] == "int8" for a in q["attempts"] if "error" not in a)
-    assert q["passed"] and q["chosen"] == 2 and steps["float"]["float_layers"] == ["hidden"]
+    assert list(steps) == ["as configured", "equalize", "bias-correction", "int16-layers"]
+    assert all(a["settings"]["input_dtype"] == "int8" for a in q["attempts"])
+    assert q["passed"] and q["chosen"] == 3 and steps["int16-layers"]["int16_layers"] == ["hidden"]
     assert int8_io.exit_code == 0, [c.detail for c in int8_io.report.failed_checks]
     assert (rep["quantization"]["input_dtype"], rep["quantization"]["output_dtype"]) == ("int8", "int8")
     model = read_tflite(int8_io.artifacts["model.tflite"])
     assert [t.dtype for t in model.input_tensors + model.output_tensors] == ["int8", "int8"]
     assert model.sha256 == rep["model"]["sha256"] and checks_of(int8_io)["io_dtype"].status == "pass"
+
+
+def test_int8_steps_kept_only_when_they_bring_the_model_closer(int8_io):
+    """Each int8 step builds on the best before it and is kept only if closer to the float model
+    (agreement, ties broken by output SQNR); the int16 step starts from the best int8 candidate."""
+    attempts = int8_io.report.to_dict()["quantization_attempts"]["attempts"]
+    first, eq, bc, last = attempts
+    closeness = lambda a: (a["agreement"], a["sqnr_db"])  # noqa: E731
+    assert eq["transforms"] == ["equalize"]
+    best = eq if closeness(eq) > closeness(first) else first
+    assert bc["transforms"] == best["transforms"] + ["bias-correction"]
+    best = bc if closeness(bc) > closeness(best) else best
+    assert last["transforms"] == best["transforms"]
