@@ -8,10 +8,10 @@ detector with a class and a box head), the benchmark
 1. builds the model as it is for a Cortex-M4 board (the nRF52840 profile)
    and derives a board whose latency budget is ``--squeeze`` and RAM budget
    ``--ram-squeeze`` of what the model needs (so the unpruned model misses
-   them);
+   them), with an accuracy tolerance of 3 points (``MAX_DROP``);
 2. **grid**: builds uniform ``prune.ratio`` 0.1 … 0.8 (least-squares
    reconstruction on, as fit may choose) and keeps the candidate that passes
-   every check with the least accuracy damage;
+   every check with the least accuracy damage, else the nearest miss;
 3. **fit**: runs ``edgepipe fit`` with ``--trials`` candidates;
 
 then prints, side by side, for grid and fit: whether a candidate fits, its
@@ -51,6 +51,8 @@ except ImportError:  # run as a script: benchmarks/ is on sys.path
 
 GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 BOARD = "nrf52840"
+#: The board's accuracy tolerance: a CI job that refuses a model 3 points worse than its float original.
+MAX_DROP = 3.0
 
 
 def prepare(name: str, folder: Path, epochs: int) -> Path:
@@ -95,21 +97,21 @@ def squeezed_board(config: Path, folder: Path, squeeze: float, ram_squeeze: floa
     targets.mkdir(exist_ok=True)
     (targets / "squeezed.yaml").write_text(yaml.safe_dump(
         {"name": "squeezed", "extends": BOARD, "memory": {"ram": budgets["ram"]},
-         "latency": f"{budgets['latency'] * 1000:.3f}ms"}))
+         "latency": f"{budgets['latency'] * 1000:.3f}ms", "accuracy": {"max_drop": MAX_DROP}}))
     return targets, {"ram_unpruned": ram, "latency_unpruned": latency, **budgets}
 
 
-def grid(config: Path, targets: Path, folder: Path) -> tuple[dict | None, float, int]:
-    """(best uniform candidate that passes, seconds, builds)."""
-    started, best = time.monotonic(), None
+def grid(config: Path, targets: Path, folder: Path) -> tuple[dict, float, int]:
+    """(the uniform candidate that passes with the least damage, else the nearest miss; seconds; builds)."""
+    started, rows = time.monotonic(), []
     for ratio in GRID:
         over = {"prune": {"method": "channel", "ratio": ratio, "reconstruct": True}}
         report = api.build("squeezed", config, out=folder / f"grid-{ratio}", overrides=over,
                            targets_dir=targets).report.to_dict()
-        score = score_report(report)
-        row = {"settings": f"uniform ratio {ratio}", "score": score, "report": report}
-        if score.feasible and (best is None or score.damage < best["score"].damage):
-            best = row
+        rows.append({"settings": f"uniform ratio {ratio}", "score": score_report(report), "report": report})
+    feasible = [r for r in rows if r["score"].feasible]
+    best = min(feasible, key=lambda r: r["score"].damage or 0.0) if feasible \
+        else min(rows, key=lambda r: r["score"].excess())
     return best, time.monotonic() - started, len(GRID)
 
 
@@ -118,10 +120,9 @@ def run_fit(config: Path, targets: Path, folder: Path, trials: int, epochs: int)
     result = api.fit("squeezed", config, out=folder / "fit", targets_dir=targets,
                      options=FitOptions(trials=trials, finetune_epochs=epochs, fresh=True))
     seconds = time.monotonic() - started
-    if not result.passed:
-        return None, seconds, len(result.records)
     report = json.loads((folder / "fit" / "report.json").read_text())
-    return ({"settings": result.shipped.knobs.label(), "score": score_report(report), "report": report},
+    pick = result.shipped or result.nearest
+    return ({"settings": pick.knobs.label(), "score": score_report(report), "report": report},
             seconds, len(result.records))
 
 
@@ -139,14 +140,18 @@ def agreement(report: dict) -> str:
     return ", ".join(parts)
 
 
-def row(label: str, found: dict | None, seconds: float, builds: int) -> str:
-    if found is None:
-        return f"  {label:5s} no candidate fits ({builds} builds, {seconds:.0f} s)"
+def row(label: str, found: dict, seconds: float, builds: int) -> str:
     s = found["score"]
     uses = ", ".join(f"{b.name} {100 * b.ratio:.0f}%" for b in s.budgets)
-    return (f"  {label:5s} {found['settings']:48s} damage {100 * (s.damage or 0):5.1f}%  {uses}\n"
-            f"        agreement with the float model: {agreement(found['report'])}   "
-            f"({builds} builds, {seconds:.0f} s)")
+    verdict = "fits" if s.feasible else "MISSES " + ", ".join(m["check"] for m in s.misses())
+    return (f"  {label:5s} {verdict}: {found['settings']}; damage {100 * (s.damage or 0):.1f}% of the tolerance; "
+            f"{uses}\n        agreement with the unpruned float model: {agreement(found['report'])}; "
+            f"top-1 {_pct(s.accuracy.get('int8_top1'))} (float {_pct(s.accuracy.get('float_top1'))})"
+            f"   ({builds} builds, {seconds:.0f} s)")
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{value:.2f}%"
 
 
 def main() -> None:
