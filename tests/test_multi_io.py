@@ -325,3 +325,24 @@ def test_each_input_has_its_own_preprocessing_and_array(tmp_path):
     np.testing.assert_allclose(got["meta"], meta * 2.0, atol=1e-6)  # the top-level preprocess
     assert [o.task for o in io.outputs] == ["raw", "raw"], "several outputs, no task given: compared as raw"
     assert split.labels == {}
+
+
+def test_one_input_two_outputs_read_the_sources_own_x_key(data_npz, tmp_path):
+    """A detector-like model (one input, a class and a box head): ``{path, x: x_train}`` names its input's
+    array, as for a one-output model (it was refused as 'expected arrays named [x]')."""
+    import keras
+
+    keras.utils.set_random_seed(4)
+    inp = keras.Input((8, 8, 1), name="image")
+    h = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inp))
+    cls = keras.layers.Dense(10, activation="softmax", name="cls")(h)
+    box = keras.layers.Dense(4, name="box")(h)
+    keras.Model(inp, {"cls": cls, "box": box}).save(tmp_path / "m.keras")
+    cfg = tmp_path / "edgepipe.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "model": str(tmp_path / "m.keras"), "data": {"representative": {"path": str(data_npz), "x": "x_train"}},
+        "outputs": {"cls": {"task": "classification"}, "box": {"task": "raw"}}}))
+    result = edgepipe.build("rpi4", cfg, out=tmp_path / "out")
+    doc = result.report.to_dict()
+    assert doc["inputs"]["representative"]["samples"] == 200  # from x_train (1400); the file's x has only 100
+    assert {o["name"] for o in doc["accuracy"]["outputs"]} == {"cls", "box"}

@@ -296,14 +296,21 @@ def _single_split(spec, role: str, io: IOSpec, labelled: bool, need_labels: bool
     return Split(x, labels, ds.where, _digest(ds))
 
 
+def _array_of(inp, spec, io: IOSpec) -> str:
+    """The array an input reads: ``inputs.<name>.array``; for a model's only input left at the default
+    ``x``, the source's own ``x`` key (``{path: data.npz, x: x_calib}``), as for a one-output model."""
+    return spec.x_key if len(io.inputs) == 1 and inp.array == "x" else inp.array
+
+
 def _named_split(spec, role: str, io: IOSpec, labelled: bool, need_labels: bool, source: str,
                  layouts: dict) -> Split:
     """Several inputs or outputs: one array per input and per labelled output, found by name."""
     keys = [o.labels for o in io.outputs if o.labels] if labelled else []
-    named = load_named(spec, [i.array for i in io.inputs], keys)
+    names = [_array_of(inp, spec, io) for inp in io.inputs]
+    named = load_named(spec, names, keys)
     arrays = []
-    for inp in io.inputs:
-        ds = Dataset(named.arrays[inp.array], None, f"{named.where}[{inp.array}]")
+    for inp, array in zip(io.inputs, names):
+        ds = Dataset(named.arrays[array], None, f"{named.where}[{array}]")
         ds = _in_model_layout(ds, inp, layouts, role, False)
         x = prepare_inputs(ds, inp.shape, f"{role} data for input {inp.name!r}:")
         arrays.append(apply_preprocess(x, *inp.preprocess, f"{role} data {ds.where}", source))
