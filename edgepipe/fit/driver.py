@@ -83,7 +83,7 @@ def run_fit(request: BuildRequest, out_dir: Path, options: FitOptions, progress:
     if journal.discarded:
         progress.note(f"fit: started afresh ({journal.discarded})")
     plan = SearchPlan(request, baseline(project, profile), project.quantization.per_channel, options.trials,
-                      options.batch, options.seed, options.finetune_top, options.finetune_epochs)
+                      options.batch, options.seed, options.finetune_top, options.finetune_epochs, options.prefer)
     from edgepipe.scale import executor_for
 
     with executor_for(options.ray_address, options.workers) as executor:
@@ -114,6 +114,7 @@ def _request_key(request: BuildRequest, options: FitOptions) -> dict:
     return {"edgepipe": __version__, "target": request.target, "config": request.config,
             "overrides": {k: repr(v) for k, v in sorted(request.overrides.items())},
             "targets_dir": request.targets_dir, "seed": options.seed, "batch": options.batch,
+            "prefer": options.prefer,
             "finetune": [options.finetune_top, options.finetune_epochs]}
 
 
