@@ -25,7 +25,7 @@ from edgepipe.errors import EXIT_CHECK_FAILED, EXIT_OK, ConfigError
 from edgepipe.fit.choose import PREFERENCES, choose, headroom, leanest, nearest_miss, pareto, scored
 from edgepipe.fit.journal import Journal, state_dir_for
 from edgepipe.fit.search import SearchPlan, run_search
-from edgepipe.fit.space import baseline
+from edgepipe.fit.space import Knobs, baseline, first_allowed
 from edgepipe.fit.trial import BuildRequest, TrialRecord, build_overrides
 from edgepipe.pipeline.progress import SILENT, Progress
 
@@ -83,7 +83,8 @@ def run_fit(request: BuildRequest, out_dir: Path, options: FitOptions, progress:
     if journal.discarded:
         progress.note(f"fit: started afresh ({journal.discarded})")
     plan = SearchPlan(request, baseline(project, profile), project.quantization.per_channel, options.trials,
-                      options.batch, options.seed, options.finetune_top, options.finetune_epochs, options.prefer)
+                      options.batch, options.seed, options.finetune_top, options.finetune_epochs, options.prefer,
+                      first_allowed(project))
     from edgepipe.scale import executor_for
 
     with executor_for(options.ray_address, options.workers) as executor:
@@ -114,7 +115,7 @@ def _request_key(request: BuildRequest, options: FitOptions) -> dict:
     return {"edgepipe": __version__, "target": request.target, "config": request.config,
             "overrides": {k: repr(v) for k, v in sorted(request.overrides.items())},
             "targets_dir": request.targets_dir, "seed": options.seed, "batch": options.batch,
-            "prefer": options.prefer,
+            "prefer": options.prefer, "knobs": sorted(Knobs.__dataclass_fields__),
             "finetune": [options.finetune_top, options.finetune_epochs]}
 
 

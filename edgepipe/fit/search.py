@@ -9,8 +9,11 @@ damage and every budget instead spent the few candidates a fit has on
 small, damaged models that never ship (on the mini-Xception it shipped 0.8
 points less agreement than a uniform grid). The fronts are still drawn from
 every candidate. The first candidate is always the model as it
-is, so a fit knows whether the model already fits and never ships
-something worse than it without reason.
+is, built alone, so a fit knows whether the model already fits (and never
+ships something worse than it without reason) and how far over each budget
+it is. From then on each batch starts with the candidates at the budgets'
+edge (:mod:`edgepipe.fit.boundary`: per metric, the least pruning predicted
+to fit, refined as candidates are measured) and the sampler fills the rest.
 
 Candidates run a batch at a time on the executor (local processes or a Ray
 cluster). Reproducible and resumable by construction:
@@ -29,6 +32,7 @@ import logging
 from dataclasses import dataclass, replace
 
 from edgepipe.errors import EXIT_INTERNAL, EdgepipeError, InternalError
+from edgepipe.fit.boundary import edge_candidates
 from edgepipe.fit.journal import Journal
 from edgepipe.fit.score import UNBOUNDED, Score
 from edgepipe.fit.space import Knobs, params_of, suggest
@@ -50,6 +54,7 @@ class SearchPlan:
     finetune_top: int
     finetune_epochs: int
     prefer: str = "accuracy"
+    first_allowed: bool = True
 
 
 def run_search(plan: SearchPlan, journal: Journal, executor, progress: Progress = SILENT) -> list[TrialRecord]:
@@ -74,19 +79,28 @@ def _search_records(records: list[TrialRecord]) -> list[TrialRecord]:
 
 
 def _propose(plan: SearchPlan, records: list[TrialRecord]) -> list[TrialJob]:
-    """The next batch of candidates: the baseline first, then what the seeded sampler proposes."""
+    """The next batch: the baseline alone first, then candidates at the budgets' edge, then the sampler's."""
     optuna = _optuna()
     done = _search_records(records)
     study = _replayed(plan, done, objectives=_objective_names(plan))
-    index = len(done) // plan.batch
+    index = 0 if not done else 1 + (len(done) - 1) // plan.batch
     study.sampler = _sampler(optuna, plan, seed=plan.seed * 1_000_003 + index)
-    if not done:
-        study.enqueue_trial(params_of(plan.baseline))
+    size = 1 if not done else plan.batch
+    for knobs in [plan.baseline] if not done else _edges(plan, done, size):
+        study.enqueue_trial(params_of(knobs))
     jobs = []
-    for number in range(len(done), min(plan.trials, len(done) + plan.batch)):
-        knobs = suggest(study.ask(), plan.fixed_per_channel)
+    for number in range(len(done), min(plan.trials, len(done) + size)):
+        knobs = suggest(study.ask(), plan.fixed_per_channel, plan.first_allowed)
         jobs.append(TrialJob(number, "search", knobs, "", plan.request))
     return jobs
+
+
+def _edges(plan: SearchPlan, done: list[TrialRecord], size: int) -> list[Knobs]:
+    """Candidates at the budgets' edge (:mod:`edgepipe.fit.boundary`), leaving the sampler one slot
+    of a batch of two or more; only when the least damage ships (``--prefer`` wants the leanest)."""
+    if plan.prefer != "accuracy":
+        return []
+    return edge_candidates(done, plan.baseline, plan.first_allowed)[:max(1, size - 1)]
 
 
 def _run(jobs: list[TrialJob], records: list[TrialRecord], journal: Journal, executor) -> list[TrialRecord]:
@@ -172,7 +186,7 @@ def _replayed(plan: SearchPlan, done: list[TrialRecord], objectives: tuple[str, 
     for record in done:
         study.enqueue_trial(params_of(record.knobs))
         trial = study.ask()
-        suggest(trial, plan.fixed_per_channel)
+        suggest(trial, plan.fixed_per_channel, plan.first_allowed)
         if record.score is None:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             continue

@@ -13,6 +13,10 @@ A candidate is a small set of knobs rather than one ratio per channel group:
   the largest activations, which MAC-heavy early layers also make);
 - ``reconstruct``: least-squares refit of the layers that read pruned
   channels (inputs only, no training);
+- ``first``: prune the first convolution too (``prune.prune_first``); it is
+  kept whole by default, but on a microcontroller its output is often the
+  RAM peak, which no other layer's pruning lowers (MLPerf Tiny's DS-CNN:
+  its 64 channels at 25x5, twice, are the whole 16 KB of activations);
 - ``per_channel``: per-channel or per-tensor weight scales (per-tensor is
   smaller and lighter on MCU kernels when accuracy allows);
 - ``finetune_epochs``: distillation from the unpruned model, given only to
@@ -44,6 +48,7 @@ class Knobs:
     reconstruct: bool = False
     per_channel: bool = True
     finetune_epochs: int = 0
+    first: bool = False
 
     @property
     def prunes(self) -> bool:
@@ -60,6 +65,8 @@ class Knobs:
                        "reconstruct": self.reconstruct}
         if base is not None:
             prune.update(importance=base.importance, **({"exclude": list(base.exclude)} if base.exclude else {}))
+        if self.first:
+            prune["prune_first"] = True
         if self.finetune_epochs:
             tune = base.finetune.model_dump() if base is not None and base.finetune is not None else {}
             prune["finetune"] = {**tune, "epochs": self.finetune_epochs}
@@ -69,6 +76,8 @@ class Knobs:
     def label(self) -> str:
         """A short human description: 'keep 55% of macs, reconstruct, per-tensor, fine-tune 5'."""
         parts = [f"keep {self.keep:.0%} of {self.metric}" if self.prunes else "unpruned"]
+        if self.prunes and self.first:
+            parts.append("first conv too")
         if self.prunes and self.reconstruct:
             parts.append("reconstruct")
         parts.append("per-channel" if self.per_channel else "per-tensor")
@@ -84,20 +93,26 @@ class Knobs:
         return cls(**doc)
 
 
-def suggest(trial, fixed_per_channel: bool | None) -> Knobs:
+def suggest(trial, fixed_per_channel: bool | None, first_allowed: bool = True) -> Knobs:
     """Knobs for an Optuna trial; every parameter is always sampled, so the space is the same for each trial."""
     keep = trial.suggest_float("keep", KEEP_MIN, 1.0, step=KEEP_STEP)
     metric = trial.suggest_categorical("metric", list(METRICS))
     reconstruct = trial.suggest_categorical("reconstruct", [True, False])
     choices = [fixed_per_channel] if fixed_per_channel is not None else [True, False]
     per_channel = trial.suggest_categorical("per_channel", choices)
-    return Knobs(round(keep, 4), metric, reconstruct, per_channel)
+    first = trial.suggest_categorical("first", [False, True] if first_allowed else [False])
+    return Knobs(round(keep, 4), metric, reconstruct, per_channel, first=first)
 
 
 def params_of(knobs: Knobs) -> dict:
     """The Optuna parameters of a candidate (to enqueue it or replay it)."""
     return {"keep": knobs.keep, "metric": knobs.metric, "reconstruct": knobs.reconstruct,
-            "per_channel": knobs.per_channel}
+            "per_channel": knobs.per_channel, "first": knobs.first}
+
+
+def first_allowed(project: ProjectConfig) -> bool:
+    """``first`` is searched unless the project lists its own exclusions (they replace the default)."""
+    return project.prune is None or project.prune.exclude is None
 
 
 def baseline(project: ProjectConfig, profile) -> Knobs:

@@ -77,7 +77,7 @@ def prune_space(model: keras.Model, settings: PruneSettings, channel_multiple: i
     _check_arguments(settings, channel_multiple)
     graph = DependencyGraph(model)
     check_layer_names(settings, graph.layer_names)
-    exclude = default_exclude(graph) if settings.exclude is None else tuple(settings.exclude)
+    exclude = default_exclude(graph, settings.prune_first) if settings.exclude is None else tuple(settings.exclude)
     for name in exclude:
         graph.exclude(name, f"excluded layer {name}")
     roots = graph.roots()
@@ -146,14 +146,15 @@ def _check_arguments(settings: PruneSettings, channel_multiple: int) -> None:
         raise ConfigError("channel_multiple", f"must be a whole number >= 1, found {channel_multiple!r}")
 
 
-def default_exclude(graph: DependencyGraph) -> tuple[str, ...]:
-    """The first convolution (it sees raw pixels) and the layers that make outputs."""
+def default_exclude(graph: DependencyGraph, prune_first: bool = False) -> tuple[str, ...]:
+    """The first convolution (it sees raw pixels; not with ``prune_first``) and the layers that make outputs."""
     convs = [
         c.path for c in graph.calls
         if c.rule.kind == "producer" and "Conv" in type(c.op).__name__
     ]
+    first = [] if prune_first else convs[:1]
     names = set(graph.layer_names)
-    return tuple(dict.fromkeys(p for p in convs[:1] + graph.output_paths if p in names))
+    return tuple(dict.fromkeys(p for p in first + graph.output_paths if p in names))
 
 
 def kept_count(units: int, ratio: float, multiple: int) -> int:

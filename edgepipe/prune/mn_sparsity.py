@@ -114,7 +114,7 @@ def apply_mn_sparsity(model: keras.Model, settings: PruneSettings) -> MnResult:
         )
     graph = DependencyGraph(model)
     check_layer_names(settings, graph.layer_names)
-    exclude = default_exclude(graph) if settings.exclude is None else tuple(settings.exclude)
+    exclude = default_exclude(graph, settings.prune_first) if settings.exclude is None else tuple(settings.exclude)
     copy = rebuild(model, {})
     rows, skipped = [], []
     for path, layer in leaf_layers(copy).items():

@@ -124,6 +124,9 @@ class PruneSettings(_Strict):
         "Ratio per Keras layer name, overriding ratio for that layer's group."))
     exclude: list[str] | None = Field(default=None, description=(
         "Keras layers kept whole (default: the first layer and the output layers)."))
+    prune_first: bool = Field(default=False, description=(
+        "Prune the first convolution too, which the default exclusion keeps whole (it sees raw pixels; on "
+        "microcontrollers its output is often the largest activation, the RAM peak). Not with exclude."))
     importance: Literal["l1", "l2", "bn"] = Field(default="l1", description=(
         "How channels are ranked: l1 or l2 norm of their weights, or the BatchNormalization scale (bn)."))
     n: int = Field(default=2, ge=1, description="weights kept in each block of m")
@@ -158,6 +161,14 @@ class PruneSettings(_Strict):
                                  f"(the target chooses every group's ratio): remove one of them")
         if self.method != "channel":
             raise ValueError("prune.target needs method: channel (n:m sparsity has no ratio to choose)")
+        return self
+
+    @model_validator(mode="after")
+    def _first_or_exclude(self) -> PruneSettings:
+        """An explicit exclude list replaces the default one that prune_first changes."""
+        if self.prune_first and self.exclude is not None:
+            raise ValueError("prune.prune_first and prune.exclude are mutually exclusive (prune_first drops "
+                             "the first convolution from the default exclusion): list the layers in exclude")
         return self
 
     @model_validator(mode="after")

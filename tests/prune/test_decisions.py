@@ -50,6 +50,13 @@ def test_default_exclude_is_first_conv_and_classifier(residual_model):
     assert widths["res_a"] == 4 and widths["classifier"] == 5
 
 
+def test_prune_first_leaves_only_the_output_layers_whole(residual_model):
+    result = prune_model(residual_model, PruneSettings(ratio=0.5, prune_first=True))
+    assert result.exclude == ("classifier",)
+    widths = _widths(result)
+    assert widths["stem"] == widths["res_b"] == 4 and widths["classifier"] == 5
+
+
 def test_per_layer_ratio_overrides_the_global_one(residual_model):
     settings = PruneSettings(ratio=0.5, exclude=[], per_layer={"res_a": 0.75, "widen": 0.0})
     widths = _widths(prune_model(residual_model, settings))

@@ -26,6 +26,11 @@ def test_unknown_keys_are_refused():
         PruneSettings.model_validate({"ration": 0.5})
 
 
+def test_prune_first_and_an_explicit_exclude_list_are_exclusive():
+    with pytest.raises(ValidationError, match="prune_first and prune.exclude are mutually exclusive"):
+        PruneSettings(prune_first=True, exclude=["stem"])
+
+
 def test_n_must_be_below_m():
     with pytest.raises(ValidationError, match="n=4 must be smaller than m=4"):
         PruneSettings(method="mn", n=4, m=4)
