@@ -11,8 +11,11 @@ detector with a class and a box head), the benchmark
    them), with an accuracy tolerance of 3 points (``MAX_DROP``);
 2. **grid**: builds uniform ``prune.ratio`` 0.1 … 0.8 (least-squares
    reconstruction on, as fit may choose) and keeps the candidate that passes
-   every check with the least accuracy damage, else the nearest miss;
-3. **fit**: runs ``edgepipe fit`` with ``--trials`` candidates;
+   every check with the least accuracy damage, else the nearest miss; with
+   ``--finetune-epochs``, its ``--finetune-top`` ratios that meet every budget
+   with the least damage are built again with that fine-tuning;
+3. **fit**: runs ``edgepipe fit`` with ``--trials`` candidates and the same
+   fine-tuning of its best few;
 
 then prints, side by side, for grid and fit: whether a candidate fits, its
 settings, RAM and latency against the budgets, the accuracy damage (share
@@ -101,24 +104,39 @@ def squeezed_board(config: Path, folder: Path, squeeze: float, ram_squeeze: floa
     return targets, {"ram_unpruned": ram, "latency_unpruned": latency, **budgets}
 
 
-def grid(config: Path, targets: Path, folder: Path) -> tuple[dict, float, int]:
-    """(the uniform candidate that passes with the least damage, else the nearest miss; seconds; builds)."""
-    started, rows = time.monotonic(), []
-    for ratio in GRID:
-        over = {"prune": {"method": "channel", "ratio": ratio, "reconstruct": True}}
-        report = api.build("squeezed", config, out=folder / f"grid-{ratio}", overrides=over,
-                           targets_dir=targets).report.to_dict()
-        rows.append({"settings": f"uniform ratio {ratio}", "score": score_report(report), "report": report})
+def grid(config: Path, targets: Path, folder: Path, epochs: int, top: int) -> tuple[dict, float, int]:
+    """(the uniform candidate that passes with the least damage, else the nearest miss; seconds; builds).
+
+    With fine-tuning, the ``top`` ratios that meet every budget with the least damage are built
+    again with ``epochs`` of it, as fit does with its best candidates, so both searches get the
+    same recovery."""
+    started = time.monotonic()
+    rows = [_uniform(config, targets, folder, ratio, 0) for ratio in GRID]
+    within = sorted((r for r in rows if not any(b.over for b in r["score"].budgets)),
+                    key=lambda r: r["score"].damage or 0.0)
+    if epochs:
+        rows += [_uniform(config, targets, folder, r["ratio"], epochs) for r in within[:top]]
     feasible = [r for r in rows if r["score"].feasible]
     best = min(feasible, key=lambda r: r["score"].damage or 0.0) if feasible \
         else min(rows, key=lambda r: r["score"].excess())
-    return best, time.monotonic() - started, len(GRID)
+    return best, time.monotonic() - started, len(rows)
 
 
-def run_fit(config: Path, targets: Path, folder: Path, trials: int, epochs: int) -> tuple[dict | None, float, int]:
+def _uniform(config: Path, targets: Path, folder: Path, ratio: float, epochs: int) -> dict:
+    prune = {"method": "channel", "ratio": ratio, "reconstruct": True}
+    if epochs:
+        prune["finetune"] = {"epochs": epochs}
+    report = api.build("squeezed", config, out=folder / f"grid-{ratio}-{epochs}", overrides={"prune": prune},
+                       targets_dir=targets).report.to_dict()
+    label = f"uniform ratio {ratio}" + (f", fine-tune {epochs}" if epochs else "")
+    return {"settings": label, "ratio": ratio, "score": score_report(report), "report": report}
+
+
+def run_fit(config: Path, targets: Path, folder: Path, trials: int, epochs: int,
+            top: int) -> tuple[dict | None, float, int]:
     started = time.monotonic()
     result = api.fit("squeezed", config, out=folder / "fit", targets_dir=targets,
-                     options=FitOptions(trials=trials, finetune_epochs=epochs, fresh=True))
+                     options=FitOptions(trials=trials, finetune_epochs=epochs, finetune_top=top, fresh=True))
     seconds = time.monotonic() - started
     report = json.loads((folder / "fit" / "report.json").read_text())
     pick = result.shipped or result.nearest
@@ -159,7 +177,9 @@ def main() -> None:
     parser.add_argument("--models", default="dscnn,xception,detector")
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--epochs", type=int, default=8, help="training epochs of each model")
-    parser.add_argument("--finetune-epochs", type=int, default=0)
+    parser.add_argument("--finetune-epochs", type=int, default=0,
+                        help="fine-tuning of the best --finetune-top candidates of each search")
+    parser.add_argument("--finetune-top", type=int, default=2)
     parser.add_argument("--squeeze", type=float, default=0.7, help="latency budget: this share of the unpruned's")
     parser.add_argument("--ram-squeeze", type=float, default=0.9, help="RAM budget: this share of the unpruned's")
     args = parser.parse_args()
@@ -172,8 +192,9 @@ def main() -> None:
         targets, budgets = squeezed_board(config, folder, args.squeeze, args.ram_squeeze)
         print(f"{name}: unpruned RAM {budgets['ram_unpruned']} B, latency {budgets['latency_unpruned'] * 1e3:.1f} ms"
               f" on {BOARD}; board budgets RAM {budgets['ram']} B, latency {budgets['latency'] * 1e3:.1f} ms")
-        print(row("grid", *grid(config, targets, folder)))
-        print(row("fit", *run_fit(config, targets, folder, args.trials, args.finetune_epochs)), flush=True)
+        print(row("grid", *grid(config, targets, folder, args.finetune_epochs, args.finetune_top)), flush=True)
+        print(row("fit", *run_fit(config, targets, folder, args.trials, args.finetune_epochs, args.finetune_top)),
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ has measured so far:
   model alone taken to fall in proportion to keep (fixed costs make it fall
   slower, so that guess errs towards too little pruning and the next round
   corrects it). A family whose misses show the binding budget not falling
-  (RAM set by a layer it never prunes) gets no more candidates;
+  (RAM set by a layer it never prunes) gets no more candidates, nor do
+  first-convolution families once one measured exactly as its twin
+  without (a first convolution one ``channel_multiple`` wide);
 - the proposal is the largest untried keep on the grid predicted to fit,
   with reconstruction on (it is kept by the build only if it helps) and the
   baseline's weight scales.
@@ -31,6 +33,7 @@ already fits: pruning then only adds damage.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from edgepipe.fit.space import KEEP_MIN, KEEP_STEP, METRICS, Knobs
 
@@ -43,8 +46,8 @@ def edge_candidates(records, baseline: Knobs, first_allowed: bool = True) -> lis
         return []
     tried = {r.knobs for r in records}
     out = []
-    for first in (False, True) if first_allowed else (False,):
-        for metric in METRICS:
+    for metric in METRICS:
+        for first in (False, True) if first_allowed and _first_prunes(scored) else (False,):
             family = [r for r in scored if r.knobs.prunes and (r.knobs.metric, r.knobs.first) == (metric, first)]
             points = [(1.0, _tightest(base.score))] + [(r.knobs.keep, _tightest(r.score)) for r in family]
             make = lambda keep, m=metric, f=first: Knobs(keep, m, True, baseline.per_channel, first=f)  # noqa: E731
@@ -52,6 +55,14 @@ def edge_candidates(records, baseline: Knobs, first_allowed: bool = True) -> lis
             if keep is not None:
                 out.append(make(keep))
     return out
+
+
+def _first_prunes(scored) -> bool:
+    """False once a candidate that prunes the first convolution measured exactly as its twin that
+    does not: that convolution has nothing to remove (one ``channel_multiple`` wide, or coupled
+    to a layer kept whole), so its family would only repeat the other."""
+    plain = {replace(r.knobs, first=False): r.score.budgets for r in scored if not r.knobs.first}
+    return not any(plain.get(replace(r.knobs, first=False)) == r.score.budgets for r in scored if r.knobs.first)
 
 
 def _edge(points: list[tuple[float, float]], untried) -> float | None:

@@ -101,6 +101,8 @@ def suggest(trial, fixed_per_channel: bool | None, first_allowed: bool = True) -
     choices = [fixed_per_channel] if fixed_per_channel is not None else [True, False]
     per_channel = trial.suggest_categorical("per_channel", choices)
     first = trial.suggest_categorical("first", [False, True] if first_allowed else [False])
+    if keep >= 1.0 - 1e-9:  # nothing is pruned: the pruning knobs mean nothing, one candidate per weight scale
+        return Knobs(1.0, "macs", False, per_channel)
     return Knobs(round(keep, 4), metric, reconstruct, per_channel, first=first)
 
 

@@ -22,8 +22,8 @@ def test_from_the_model_alone_use_is_taken_to_fall_in_proportion_to_keep():
     edges = edge_candidates([_record(0, BASE, latency_use=1.43)], BASE)
     # 1 / 1.43 = 0.699: 0.65 is the largest keep on the grid predicted to fit, for every metric
     assert [(k.metric, k.first, k.keep, k.reconstruct, k.per_channel) for k in edges] == [
-        ("macs", False, 0.65, True, True), ("latency", False, 0.65, True, True), ("size", False, 0.65, True, True),
-        ("macs", True, 0.65, True, True), ("latency", True, 0.65, True, True), ("size", True, 0.65, True, True)]
+        ("macs", False, 0.65, True, True), ("macs", True, 0.65, True, True), ("latency", False, 0.65, True, True),
+        ("latency", True, 0.65, True, True), ("size", False, 0.65, True, True), ("size", True, 0.65, True, True)]
     # a project that lists its own exclusions keeps the first convolution whole
     assert {k.first for k in edge_candidates([_record(0, BASE, latency_use=1.43)], BASE, first_allowed=False)} == {False}
 
@@ -69,3 +69,21 @@ def test_failed_candidates_are_not_proposed_again():
     failed = TrialRecord(1, "search", Knobs(0.65, "macs", True, True), None, "", 0.0, "boom", 3)
     edges = edge_candidates([_record(0, BASE, 1.43), failed], BASE)
     assert _keeps(edges, "macs") == [0.6]
+
+
+def test_a_first_convolution_with_nothing_to_prune_stops_its_families():
+    same = [_record(0, BASE, 1.43), _record(1, Knobs(0.65, "macs", True, True), 1.1),
+            _record(2, Knobs(0.65, "macs", True, True, first=True), 1.1)]
+    assert {k.first for k in edge_candidates(same, BASE)} == {False}
+    differs = same[:2] + [_record(2, Knobs(0.65, "macs", True, True, first=True), 1.05)]
+    assert {k.first for k in edge_candidates(differs, BASE)} == {False, True}
+
+
+def test_an_unpruned_proposal_is_one_candidate_per_weight_scale():
+    import optuna
+
+    from edgepipe.fit.space import suggest
+
+    trial = optuna.trial.FixedTrial({"keep": 1.0, "metric": "latency", "reconstruct": True, "per_channel": False,
+                                     "first": True})
+    assert suggest(trial, None) == Knobs(1.0, "macs", False, False)
