@@ -45,16 +45,22 @@ def edge_candidates(records, baseline: Knobs, first_allowed: bool = True) -> lis
     if base is None or _tightest(base.score) <= 1.0:
         return []
     tried = {r.knobs for r in records}
+    firsts = (False, True) if first_allowed and _first_prunes(scored) else (False,)
     out = []
     for metric in METRICS:
-        for first in (False, True) if first_allowed and _first_prunes(scored) else (False,):
-            family = [r for r in scored if r.knobs.prunes and (r.knobs.metric, r.knobs.first) == (metric, first)]
-            points = [(1.0, _tightest(base.score))] + [(r.knobs.keep, _tightest(r.score)) for r in family]
-            make = lambda keep, m=metric, f=first: Knobs(keep, m, True, baseline.per_channel, first=f)  # noqa: E731
-            keep = _edge(points, lambda keep: make(keep) not in tried)
-            if keep is not None:
-                out.append(make(keep))
+        for first in firsts:
+            knobs = _family_edge(scored, base, tried, Knobs(1.0, metric, True, baseline.per_channel, first=first))
+            if knobs is not None:
+                out.append(knobs)
     return out
+
+
+def _family_edge(scored, base, tried: set, family: Knobs) -> Knobs | None:
+    """``family`` (its metric and first-conv choice, reconstruction on) at its edge's keep, if untried."""
+    same = [r for r in scored if r.knobs.prunes and (r.knobs.metric, r.knobs.first) == (family.metric, family.first)]
+    points = [(1.0, _tightest(base.score))] + [(r.knobs.keep, _tightest(r.score)) for r in same]
+    keep = _edge(points, lambda keep: replace(family, keep=keep) not in tried)
+    return None if keep is None else replace(family, keep=keep)
 
 
 def _first_prunes(scored) -> bool:
