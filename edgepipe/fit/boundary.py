@@ -18,9 +18,10 @@ has measured so far:
   model alone taken to fall in proportion to keep (fixed costs make it fall
   slower, so that guess errs towards too little pruning and the next round
   corrects it). A family whose misses show the binding budget not falling
-  (RAM set by a layer it never prunes) gets no more candidates, nor do
-  first-convolution families once one measured exactly as its twin
-  without (a first convolution one ``channel_multiple`` wide);
+  (RAM set by a layer it never prunes) gets no more candidates. (Whether a
+  first-convolution family prunes that convolution at all is the
+  allocator's choice per keep: a candidate measured as its twin without
+  it says nothing of the next keep, so both families are always kept);
 - the proposal is the largest untried keep on the grid predicted to fit,
   with reconstruction on (it is kept by the build only if it helps) and the
   baseline's weight scales.
@@ -45,7 +46,7 @@ def edge_candidates(records, baseline: Knobs, first_allowed: bool = True) -> lis
     if base is None or _tightest(base.score) <= 1.0:
         return []
     tried = {r.knobs for r in records}
-    firsts = (False, True) if first_allowed and _first_prunes(scored) else (False,)
+    firsts = (False, True) if first_allowed else (False,)
     out = []
     for metric in METRICS:
         for first in firsts:
@@ -61,14 +62,6 @@ def _family_edge(scored, base, tried: set, family: Knobs) -> Knobs | None:
     points = [(1.0, _tightest(base.score))] + [(r.knobs.keep, _tightest(r.score)) for r in same]
     keep = _edge(points, lambda keep: replace(family, keep=keep) not in tried)
     return None if keep is None else replace(family, keep=keep)
-
-
-def _first_prunes(scored) -> bool:
-    """False once a candidate that prunes the first convolution measured exactly as its twin that
-    does not: that convolution has nothing to remove (one ``channel_multiple`` wide, or coupled
-    to a layer kept whole), so its family would only repeat the other."""
-    plain = {replace(r.knobs, first=False): r.score.budgets for r in scored if not r.knobs.first}
-    return not any(plain.get(replace(r.knobs, first=False)) == r.score.budgets for r in scored if r.knobs.first)
 
 
 def _edge(points: list[tuple[float, float]], untried) -> float | None:

@@ -22,8 +22,10 @@ cluster). Reproducible and resumable by construction:
   and the batch number, over a study rebuilt from the journal, so what a
   batch proposes depends only on the seed and the finished candidates
   (not on which machine ran them or whether the search was interrupted);
-- a candidate already built (the discrete space makes repeats likely) is
-  not built again: its record is reused.
+- the discrete space makes the sampler repeat itself: a proposal already
+  measured is told its figures and the sampler asked again (up to
+  ``MAX_REPEATS`` times), so the trial budget buys new candidates; one
+  accepted anyway is not built again: its record is reused.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from edgepipe.pipeline.progress import SILENT, Progress
 
 #: Random candidates before TPE models the results (a third of a short search, at most 8).
 MAX_STARTUP = 8
+#: Proposals of candidates already measured, told back to the sampler before one is accepted anyway.
+MAX_REPEATS = 16
 
 
 @dataclass(frozen=True)
@@ -88,11 +92,26 @@ def _propose(plan: SearchPlan, records: list[TrialRecord]) -> list[TrialJob]:
     size = 1 if not done else plan.batch
     for knobs in [plan.baseline] if not done else _edges(plan, done, size):
         study.enqueue_trial(params_of(knobs))
-    jobs = []
+    measured = {r.knobs: r for r in done}
+    jobs: list[TrialJob] = []
     for number in range(len(done), min(plan.trials, len(done) + size)):
-        knobs = suggest(study.ask(), plan.fixed_per_channel, plan.first_allowed)
+        knobs = _ask_new(optuna, study, plan, measured, {j.knobs for j in jobs})
         jobs.append(TrialJob(number, "search", knobs, "", plan.request))
     return jobs
+
+
+def _ask_new(optuna, study, plan: SearchPlan, measured: dict, taken: set) -> Knobs:
+    """The sampler's next candidate that is neither measured nor in this batch. A repeat is told its
+    measured figures (one more observation for TPE; a repeat within the batch, a failure) and the
+    sampler asked again, ``MAX_REPEATS`` times at most: on a small space a repeat is then accepted
+    (its record is reused, not built). Deterministic, so a resumed search asks the same."""
+    for _ in range(MAX_REPEATS):
+        trial = study.ask()
+        knobs = suggest(trial, plan.fixed_per_channel, plan.first_allowed)
+        if knobs not in measured and knobs not in taken:
+            return knobs
+        _tell(optuna, study, trial, measured.get(knobs), _objective_names(plan))
+    return knobs
 
 
 def _edges(plan: SearchPlan, done: list[TrialRecord], size: int) -> list[Knobs]:
@@ -187,13 +206,18 @@ def _replayed(plan: SearchPlan, done: list[TrialRecord], objectives: tuple[str, 
         study.enqueue_trial(params_of(record.knobs))
         trial = study.ask()
         suggest(trial, plan.fixed_per_channel, plan.first_allowed)
-        if record.score is None:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            continue
-        for name, value in constraints(record.score).items():
-            trial.set_constraint(name, value)
-        study.tell(trial, objective_values(record.score, objectives))
+        _tell(optuna, study, trial, record, objectives)
     return study
+
+
+def _tell(optuna, study, trial, record: TrialRecord | None, objectives: tuple[str, ...]) -> None:
+    """Tell the study a trial's figures: the record's objectives and constraints, or a failure."""
+    if record is None or record.score is None:
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return
+    for name, value in constraints(record.score).items():
+        trial.set_constraint(name, value)
+    study.tell(trial, objective_values(record.score, objectives))
 
 
 def _sampler(optuna, plan: SearchPlan, seed: int):

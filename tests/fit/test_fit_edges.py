@@ -71,14 +71,6 @@ def test_failed_candidates_are_not_proposed_again():
     assert _keeps(edges, "macs") == [0.6]
 
 
-def test_a_first_convolution_with_nothing_to_prune_stops_its_families():
-    same = [_record(0, BASE, 1.43), _record(1, Knobs(0.65, "macs", True, True), 1.1),
-            _record(2, Knobs(0.65, "macs", True, True, first=True), 1.1)]
-    assert {k.first for k in edge_candidates(same, BASE)} == {False}
-    differs = same[:2] + [_record(2, Knobs(0.65, "macs", True, True, first=True), 1.05)]
-    assert {k.first for k in edge_candidates(differs, BASE)} == {False, True}
-
-
 def test_an_unpruned_proposal_is_one_candidate_per_weight_scale():
     import optuna
 
@@ -87,3 +79,17 @@ def test_an_unpruned_proposal_is_one_candidate_per_weight_scale():
     trial = optuna.trial.FixedTrial({"keep": 1.0, "metric": "latency", "reconstruct": True, "per_channel": False,
                                      "first": True})
     assert suggest(trial, None) == Knobs(1.0, "macs", False, False)
+
+
+def test_a_batch_holds_no_candidate_already_measured_and_the_same_records_propose_the_same():
+    from edgepipe.fit.search import SearchPlan, _propose
+
+    plan = SearchPlan(request=None, baseline=BASE, fixed_per_channel=True, trials=40, batch=8, seed=3,
+                      finetune_top=0, finetune_epochs=0, first_allowed=False)
+    records = [_record(0, BASE, 0.9, ram_use=0.8)]  # it fits: no edge candidates, the sampler proposes all
+    for batch in range(4):
+        jobs = _propose(plan, records)
+        knobs = [j.knobs for j in jobs]
+        assert len(set(knobs)) == len(knobs) and not set(knobs) & {r.knobs for r in records}
+        assert knobs == [j.knobs for j in _propose(plan, records)]
+        records += [_record(j.number, j.knobs, 0.5 + 0.01 * j.number) for j in jobs]
