@@ -346,3 +346,16 @@ def test_one_input_two_outputs_read_the_sources_own_x_key(data_npz, tmp_path):
     doc = result.report.to_dict()
     assert doc["inputs"]["representative"]["samples"] == 200  # from x_train (1400); the file's x has only 100
     assert {o["name"] for o in doc["accuracy"]["outputs"]} == {"cls", "box"}
+
+
+def test_unlabelled_training_data_fine_tunes_by_distillation_alone(two_in_three_out, tmp_path):
+    """data.train without labels is what label-free recovery trains on (it was refused as 'no labels')."""
+    folder, model = two_in_three_out
+    cfg = _project(folder, model, prune={"method": "channel", "ratio": 0.0, "per_layer": {"hidden": 0.5},
+                                         "finetune": {"epochs": 1}})
+    doc = yaml.safe_load(cfg.read_text())
+    doc["data"]["train"] = str(folder / "rep.npz")  # the images and meta, no label arrays
+    cfg.write_text(yaml.safe_dump(doc))
+    result = edgepipe.build("rpi4", cfg, out=tmp_path / "distilled")
+    recovery = result.report.to_dict()["prune"]["recovery"]
+    assert recovery["done"] and "rep.npz" in str(recovery["data"]["train"])

@@ -117,7 +117,9 @@ class DataConfig(_Strict):
     eval: Any = Field(default=None, description=(
         "Held-out inputs, with labels where there are any: accuracy is measured on them with the device's "
         "kernels (without labels, against the float model); --eval-data."))
-    train: Any = Field(default=None, description="Training data, for fine-tuning after pruning; --train-data.")
+    train: Any = Field(default=None, description=(
+        "Training data, for fine-tuning after pruning; labels optional (without them fine-tuning distils from "
+        "the unpruned model alone); --train-data."))
     val: Any = Field(default=None, description=(
         "Validation data for fine-tuning's early stopping (default: every 10th training sample, kept out of "
         "training); never the eval data, whose figure is reported and gated; --val-data."))

@@ -128,7 +128,7 @@ def load_inputs(project: ProjectConfig, target: TargetProfile, calibration_sampl
     if rep is not None:
         check_calibration(rep.x, target.quantization.min_calibration_samples, rep.where)
         rep, held_out = _calibration_split(rep, calibration_samples)
-    train = load_split(project, "train", io, labelled=True, need_labels=True, layouts=layouts)
+    train = load_split(project, "train", io, labelled=True, layouts=layouts)
     val = load_split(project, "val", io, labelled=True, layouts=layouts)
     notes = check_calibration_range(_first(rep.x), rep.where, _first(ev.x) if ev else None, ev.where if ev else "") \
         if rep is not None and needs_rep else []
@@ -251,10 +251,11 @@ def _fix(model, io: IOSpec):
 
 
 def load_split(project: ProjectConfig, role: str, io: IOSpec, labelled: bool,
-               need_labels: bool = False, layouts: dict | None = None) -> Split | None:
+               layouts: dict | None = None) -> Split | None:
     """One dataset of the project (``role``: representative, eval, train), checked against the model's inputs.
 
-    ``labelled``: read each output's labels where the data has them (``need_labels``: refuse data without any).
+    ``labelled``: read each output's labels where the data has them (none is fine: a gate then compares
+    with the float model, and fine-tuning distils from the unpruned model alone).
     ``layouts``: by input name, how a converted ONNX/PyTorch model's axes differ from its data's
     (:mod:`edgepipe.foreign.layout`).
     """
@@ -262,8 +263,8 @@ def load_split(project: ProjectConfig, role: str, io: IOSpec, labelled: bool,
     if spec is None:
         return None
     if io.single:
-        return _single_split(spec, role, io, labelled, need_labels, project.source, layouts or {})
-    return _named_split(spec, role, io, labelled, need_labels, project.source, layouts or {})
+        return _single_split(spec, role, io, labelled, project.source, layouts or {})
+    return _named_split(spec, role, io, labelled, project.source, layouts or {})
 
 
 def _in_model_layout(ds: Dataset, inp, layouts: dict, role: str, from_folder: bool) -> Dataset:
@@ -282,10 +283,9 @@ def _in_model_layout(ds: Dataset, inp, layouts: dict, role: str, from_folder: bo
     return dataclasses.replace(ds, x=to_model(np.asarray(ds.x), layout))
 
 
-def _single_split(spec, role: str, io: IOSpec, labelled: bool, need_labels: bool, source: str,
-                  layouts: dict) -> Split:
+def _single_split(spec, role: str, io: IOSpec, labelled: bool, source: str, layouts: dict) -> Split:
     """A one-input, one-output model: the source's ``x`` (and ``y``) arrays, as always."""
-    ds: Dataset = load_dataset(spec, need_labels=need_labels)
+    ds: Dataset = load_dataset(spec)
     inp, out = io.inputs[0], io.outputs[0]
     ds = _in_model_layout(ds, inp, layouts, role, spec.path is not None and spec.path.is_dir())
     x = prepare_inputs(ds, inp.shape, role)
@@ -302,8 +302,7 @@ def _array_of(inp, spec, io: IOSpec) -> str:
     return spec.x_key if len(io.inputs) == 1 and inp.array == "x" else inp.array
 
 
-def _named_split(spec, role: str, io: IOSpec, labelled: bool, need_labels: bool, source: str,
-                 layouts: dict) -> Split:
+def _named_split(spec, role: str, io: IOSpec, labelled: bool, source: str, layouts: dict) -> Split:
     """Several inputs or outputs: one array per input and per labelled output, found by name."""
     keys = [o.labels for o in io.outputs if o.labels] if labelled else []
     names = [_array_of(inp, spec, io) for inp in io.inputs]
@@ -318,9 +317,6 @@ def _named_split(spec, role: str, io: IOSpec, labelled: bool, need_labels: bool,
     labels = {o.name: check_labels(Dataset(x, named.labels[o.labels], f"{named.where}[{o.labels}]"), len(x),
                                    o.task, o.n_classes)
               for o in io.outputs if o.labels in named.labels}
-    if need_labels and not labels:
-        raise InputError(f"{role} data {named.where}", f"labels for at least one output ({keys or 'none named'})",
-                         "none", "name each output's label array with outputs.<name>.labels")
     h = hashlib.sha256(named.digest.encode())
     return Split(x, labels, named.where, h.hexdigest())
 
