@@ -359,3 +359,24 @@ def test_unlabelled_training_data_fine_tunes_by_distillation_alone(two_in_three_
     result = edgepipe.build("rpi4", cfg, out=tmp_path / "distilled")
     recovery = result.report.to_dict()["prune"]["recovery"]
     assert recovery["done"] and "rep.npz" in str(recovery["data"]["train"])
+
+
+def test_unlabelled_training_data_of_a_one_output_model_is_distilled_on(data_npz, tmp_path):
+    """A data.train with only an x array (no y) trains the pruned model on the unpruned one's outputs."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((8, 8, 1), name="image")
+    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="first")(inp)
+    h = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="hidden")(h)
+    out = keras.layers.Dense(10, activation="softmax", name="classifier")(keras.layers.Flatten()(h))
+    keras.Model(inp, out).save(tmp_path / "m.keras")
+    cfg = tmp_path / "edgepipe.yaml"
+    source = {"path": str(data_npz), "x": "x_train"}
+    cfg.write_text(yaml.safe_dump({
+        "model": str(tmp_path / "m.keras"), "data": {"representative": source, "train": source},
+        "quantization": {"calibration_samples": 100},
+        "prune": {"method": "channel", "ratio": 0.0, "per_layer": {"hidden": 0.5}, "finetune": {"epochs": 1}}}))
+    result = edgepipe.build("rpi4", cfg, out=tmp_path / "distilled")
+    recovery = result.report.to_dict()["prune"]["recovery"]
+    assert recovery["done"] and "x_train" in str(recovery["data"]["train"])
