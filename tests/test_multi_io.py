@@ -240,8 +240,8 @@ def test_a_profile_can_require_a_measurement(tiny_model_path, tiny_build, tmp_pa
     assert res.exit_code == 1 and "require_measured" in res.output, res.output
 
 
-def test_a_pruned_model_is_held_to_the_original_without_labels(data_npz, tmp_path):
-    """Pruning a hidden conv down to one channel with no recovery: the int8 model no longer agrees with the original."""
+def _two_conv_classifier(path: Path) -> None:
+    """An untrained one-input, one-output model: two convolutions and a softmax head, saved to ``path``."""
     import keras
 
     keras.utils.set_random_seed(3)
@@ -249,7 +249,12 @@ def test_a_pruned_model_is_held_to_the_original_without_labels(data_npz, tmp_pat
     h = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="first")(inp)
     h = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="hidden")(h)
     out = keras.layers.Dense(10, activation="softmax", name="classifier")(keras.layers.Flatten()(h))
-    keras.Model(inp, out).save(tmp_path / "m.keras")
+    keras.Model(inp, out).save(path)
+
+
+def test_a_pruned_model_is_held_to_the_original_without_labels(data_npz, tmp_path):
+    """Pruning a hidden conv down to one channel with no recovery: the int8 model no longer agrees with the original."""
+    _two_conv_classifier(tmp_path / "m.keras")
     cfg = tmp_path / "edgepipe.yaml"
     cfg.write_text(yaml.safe_dump({
         "model": str(tmp_path / "m.keras"), "data": {"representative": {"path": str(data_npz), "x": "x_train"}},
@@ -363,14 +368,7 @@ def test_unlabelled_training_data_fine_tunes_by_distillation_alone(two_in_three_
 
 def test_unlabelled_training_data_of_a_one_output_model_is_distilled_on(data_npz, tmp_path):
     """A data.train with only an x array (no y) trains the pruned model on the unpruned one's outputs."""
-    import keras
-
-    keras.utils.set_random_seed(3)
-    inp = keras.Input((8, 8, 1), name="image")
-    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="first")(inp)
-    h = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="hidden")(h)
-    out = keras.layers.Dense(10, activation="softmax", name="classifier")(keras.layers.Flatten()(h))
-    keras.Model(inp, out).save(tmp_path / "m.keras")
+    _two_conv_classifier(tmp_path / "m.keras")
     cfg = tmp_path / "edgepipe.yaml"
     source = {"path": str(data_npz), "x": "x_train"}
     cfg.write_text(yaml.safe_dump({
