@@ -1,4 +1,4 @@
-"""Three published architectures, rebuilt in Keras code for the prune benchmark.
+"""Four published architectures, rebuilt in Keras code for the prune benchmark.
 
 None of them was designed for edgepipe, and none is downloaded: each is written
 from its paper / reference description and trained briefly on scikit-learn's
@@ -13,6 +13,11 @@ digits, which ``inputs_for`` reshapes to what the model expects.
   modules of two SeparableConv2D + BN with a 3x3/2 MaxPool, and a strided
   1x1 conv + BN shortcut, ending in a class-wide conv and global average
   pooling. Input 32x32x1 (the paper uses 48x48 or 64x64).
+- ``resnet8``: the MLPerf Tiny image-classification ResNet-8 (the EEMBC
+  ResNet v1 for CIFAR-10): a 3x3 stem and three residual stacks of two 3x3
+  convs (16, 32, 64 filters), the first with an identity shortcut, the
+  others strided with a 1x1 conv shortcut, then AvgPool -> Dense. Input
+  32x32x3.
 - ``detector``: a small detector-style head: a strided conv backbone whose
   feature map goes through Permute((2, 1, 3)) and Flatten into a class head
   (Dense 64 -> Dense 10) and a box regression head (Dense 4, the digit's
@@ -87,20 +92,42 @@ def detector(classes: int = 10, side: int = 32) -> keras.Model:
     return keras.Model(inputs, {"cls": cls, "box": box}, name="detector")
 
 
-BUILDERS = {"dscnn": dscnn, "xception": xception, "detector": detector}
+def resnet8(classes: int = 10, filters: int = 16) -> keras.Model:
+    """MLPerf Tiny image-classification ResNet-8 (benchmark/training/image_classification/keras_model.py,
+    'resnet_v1_eembc'; 16 filters as in the v0.5 reference): three residual stacks, the first with an
+    identity shortcut (its convolutions share channels with the stem), the others strided with a 1x1 one."""
+    inputs = keras.Input((32, 32, 3), name="image")
+    x = L.Conv2D(filters, 3, padding="same", name="stem")(inputs)
+    x = L.ReLU(name="stem_relu")(_bn("stem_bn")(x))
+    for s, width in enumerate((filters, 2 * filters, 4 * filters), 1):
+        stride = 1 if s == 1 else 2
+        y = L.Conv2D(width, 3, strides=stride, padding="same", name=f"s{s}_conv1")(x)
+        y = L.ReLU(name=f"s{s}_relu1")(_bn(f"s{s}_bn1")(y))
+        y = _bn(f"s{s}_bn2")(L.Conv2D(width, 3, padding="same", name=f"s{s}_conv2")(y))
+        if stride != 1:
+            x = L.Conv2D(width, 1, strides=stride, padding="same", name=f"s{s}_short")(x)
+        x = L.ReLU(name=f"s{s}_relu")(L.Add(name=f"s{s}_add")([x, y]))
+    x = L.AveragePooling2D(pool_size=x.shape[1:3], name="avgpool")(x)
+    x = L.Flatten(name="flatten")(x)
+    return keras.Model(inputs, L.Dense(classes, activation="softmax", name="classifier")(x), name="resnet8")
+
+
+BUILDERS = {"dscnn": dscnn, "xception": xception, "detector": detector, "resnet8": resnet8}
 
 
 def inputs_for(name: str, images: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
     """Digits (N, 8, 8) in [0, 1] as the model's input, plus per-sample boxes for the detector.
 
     dscnn: resized to 49x10 (the MFCC time x coefficient grid); xception: resized
-    to 32x32; detector: the digit, upsampled 3x to 24x24, pasted at a random
+    to 32x32; resnet8: 32x32 with the grey repeated in three channels; detector: the digit, upsampled 3x to 24x24, pasted at a random
     place of a 32x32 canvas, with its box (x0, y0, x1, y1) / 32."""
     x = images[..., None].astype("float32")
     if name == "dscnn":
         return tf.image.resize(x, (49, 10)).numpy(), None
     if name == "xception":
         return tf.image.resize(x, (32, 32)).numpy(), None
+    if name == "resnet8":  # CIFAR-10's shape: 32x32 RGB
+        return np.repeat(tf.image.resize(x, (32, 32)).numpy(), 3, axis=-1), None
     small = tf.image.resize(x, (24, 24)).numpy()
     rng = np.random.default_rng(seed)
     canvas = np.zeros((len(x), 32, 32, 1), "float32")

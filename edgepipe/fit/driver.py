@@ -2,10 +2,9 @@
 
 Reads like the build driver: resolve the request, open (or resume) the
 journal, search, choose, then publish the chosen candidate exactly as
-``edgepipe build`` writes it (by building it again into the output folder:
-every stage is replayed from the stage cache, and the artifacts, report
-and firmware sources are build's own), with ``fit.json`` and
-``pareto.svg`` beside them.
+``edgepipe build`` wrote it when it was measured (its trial folder, copied
+into the output folder in one swap: see :mod:`edgepipe.fit.publish`), with
+``fit.json`` and ``pareto.svg`` beside its artifacts.
 
 Exit codes as for build: 0 a candidate passes every check and ships;
 1 none does, and the nearest miss is published (its report says what
@@ -24,9 +23,10 @@ from edgepipe.emit.files import write_json
 from edgepipe.errors import EXIT_CHECK_FAILED, EXIT_OK, ConfigError
 from edgepipe.fit.choose import PREFERENCES, choose, headroom, leanest, nearest_miss, pareto, scored
 from edgepipe.fit.journal import Journal, state_dir_for
+from edgepipe.fit.publish import measured_build, publish_measured, rebuild
 from edgepipe.fit.search import SearchPlan, run_search
 from edgepipe.fit.space import Knobs, baseline, first_allowed
-from edgepipe.fit.trial import BuildRequest, TrialRecord, build_overrides
+from edgepipe.fit.trial import BuildRequest, TrialRecord
 from edgepipe.pipeline.progress import SILENT, Progress
 
 SCHEMA = "edgepipe.fit/1"
@@ -92,13 +92,10 @@ def run_fit(request: BuildRequest, out_dir: Path, options: FitOptions, progress:
         where = executor.describe()
     shipped = choose(records, options.prefer)
     nearest = None if shipped is not None else nearest_miss(records)
-    published = shipped or nearest
     progress.stage("fit: publishing the chosen candidate")
     result = FitResult(profile.name, out_dir, records, shipped, nearest, None)
-    if published is not None:
-        result.build = _publish(request, published, out_dir)
-    result.doc = fit_document(result, options, journal, where, time.monotonic() - started)
-    _write_beside(result, out_dir)
+    _publish(request, shipped or nearest, result, journal,
+             lambda: fit_document(result, options, journal, where, time.monotonic() - started))
     return result
 
 
@@ -119,13 +116,24 @@ def _request_key(request: BuildRequest, options: FitOptions) -> dict:
             "finetune": [options.finetune_top, options.finetune_epochs]}
 
 
-def _publish(request: BuildRequest, record: TrialRecord, out_dir: Path):
-    """Build the chosen candidate into the output folder: build's own artifacts, from the stage cache."""
-    from edgepipe import api
+def _publish(request: BuildRequest, record: TrialRecord | None, result: FitResult, journal: Journal,
+             document) -> None:
+    """The chosen candidate's measured folder into ``--out`` with fit.json and the plot, in one swap.
 
-    return api.build(request.target, request.config, out=out_dir,
-                     overrides=build_overrides(request, record.knobs), targets_dir=request.targets_dir,
-                     cache=request.cache)
+    A candidate whose trial folder is gone (a resumed journal, the folder deleted) is built again,
+    and ``fit.json``'s ``published`` says which of the two happened.
+    """
+    out_dir = result.out_dir
+    folder = journal.folder_of(record) if record is not None else None
+    measured = measured_build(folder, out_dir) if folder is not None else None
+    result.build = rebuild(request, record, out_dir) if record is not None and measured is None else measured
+    result.doc = document()
+    result.doc["published"] = None if record is None else {"trial": record.number,
+                                                           "how": "copied" if measured else "rebuilt"}
+    if measured is not None:
+        publish_measured(folder, measured, out_dir, lambda staged: _write_beside(result, staged))
+    else:
+        _write_beside(result, out_dir)
 
 
 def fit_document(result: FitResult, options: FitOptions, journal: Journal, where: dict, seconds: float) -> dict:
@@ -157,7 +165,8 @@ def _summary(record: TrialRecord | None) -> dict | None:
 
 
 def _write_beside(result: FitResult, out_dir: Path) -> None:
-    """``pareto.svg`` then ``fit.json`` (last: its presence says the fit finished) into the output folder."""
+    """``pareto.svg`` then ``fit.json`` (last: its presence says the fit finished) into ``out_dir``
+    (the staged copy of the measured build, or the rebuilt output folder)."""
     from edgepipe.fit.plot import write_pareto_svg
 
     out_dir.mkdir(parents=True, exist_ok=True)

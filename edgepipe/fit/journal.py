@@ -65,6 +65,10 @@ class Journal:
     def trial_dir(self, number: int) -> Path:
         return self.folder / "trials" / f"{number:04d}"
 
+    def folder_of(self, record: TrialRecord) -> Path:
+        """Where ``record`` was built, in this journal's folder (which may have moved since, with ``--out``)."""
+        return self.folder / "trials" / Path(record.out).name
+
     def records(self) -> list[TrialRecord]:
         if not self.path.exists():
             return []

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from edgepipe.errors import EdgepipeError
 from edgepipe.fit.score import Score, score_report

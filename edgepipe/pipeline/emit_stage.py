@@ -27,6 +27,7 @@ report and in ``BuildResult.artifacts`` name the final locations in ``<out>``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -90,6 +91,30 @@ def add(ctx: BuildContext, name: str, path: Path, out: Path | None = None) -> No
     final = Path(out) / path.name if out is not None else path
     ctx.artifacts[name] = final
     ctx.report.artifacts[name] = {"path": str(final), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def listed_artifacts(folder: Path) -> list[dict]:
+    """The artifact entries of ``folder``'s manifest; a manifest that is not edgepipe's is bad input."""
+    try:
+        files = json.loads((folder / "manifest.json").read_text()).get("artifacts")
+        if isinstance(files, list) and all(isinstance(a, dict) and isinstance(a.get("path"), str) for a in files):
+            return files
+    except (OSError, ValueError, AttributeError):
+        pass
+    raise InputError(str(folder / "manifest.json"), "a manifest.json written by edgepipe build", "another document",
+                     "rebuild into this folder")
+
+
+def copy_build(source: Path, staged: Path, leave: tuple[str, ...] = ()) -> None:
+    """A build's files (those its manifest lists but ``leave``, the manifest and the report) into ``staged``."""
+    names = [a["path"] for a in listed_artifacts(source) if a["path"] not in leave] + ["manifest.json", "report.json"]
+    for name in names:
+        src, dest = source / name, staged / name
+        if Path(name).is_absolute() or ".." in Path(name).parts or src.is_symlink() or not src.is_file():
+            raise InputError(str(src), "a file of the build, as its manifest lists", "no such regular file",
+                             "rebuild into this folder")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dest)
 
 
 def remove_stale_staging(out: Path) -> None:

@@ -98,5 +98,14 @@ class BuildReport:
             "timings": self.timings,
         }
 
+    @classmethod
+    def from_dict(cls, doc: dict) -> "BuildReport":
+        """A report read back from its ``report.json`` (every section kept; checks as :class:`Check`)."""
+        own = {"schema", "status", "exit_code", "edgepipe_version", "created", "tools", "target", "inputs",
+               "checks", "artifacts", "notes", "timings", "kind"}
+        return cls(doc["target"], doc.get("inputs", {}), {k: v for k, v in doc.items() if k not in own},
+                   [Check(**c) for c in doc.get("checks", [])], doc.get("artifacts", {}), doc.get("timings", {}),
+                   doc.get("notes", []), doc.get("kind", "build"))
+
     def save(self, path: str | Path) -> Path:
         return write_json(path, self.to_dict())

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
@@ -109,14 +108,14 @@ def _rerender_comparison(root: Path) -> Path:
 def _republish(out: Path, page: str, lock_timeout: float) -> Path:
     """The build folder ``out`` with ``page`` as its report.html, swapped in whole (see the module docstring)."""
     from edgepipe.emit.manifest import verify_manifest
-    from edgepipe.pipeline.emit_stage import swapped_in
+    from edgepipe.pipeline.emit_stage import copy_build, swapped_in
     from edgepipe.pipeline.lock import output_lock
 
     with output_lock(out, lock_timeout):
         if _current(out, page):
             return out / PAGE
         with swapped_in(out) as staged:
-            _copy_build(out, staged)
+            copy_build(out, staged, leave=(PAGE,))
             write_atomic(staged / PAGE, page)
             _relist(staged, out)
             verify_manifest(staged)
@@ -128,32 +127,10 @@ def _current(out: Path, page: str) -> bool:
     path = out / PAGE
     if not path.is_file() or path.read_bytes() != page.encode("utf-8"):
         return False
-    listed = {a.get("path"): a for a in _listed(out)}
+    from edgepipe.pipeline.emit_stage import listed_artifacts
+
+    listed = {a.get("path"): a for a in listed_artifacts(out)}
     return listed.get(PAGE, {}).get("sha256") == sha256_file(path)
-
-
-def _listed(out: Path) -> list[dict]:
-    """The manifest's artifact entries; a manifest that is not edgepipe's is bad input."""
-    try:
-        files = json.loads((out / MANIFEST).read_text()).get("artifacts")
-        if isinstance(files, list) and all(isinstance(a, dict) and isinstance(a.get("path"), str) for a in files):
-            return files
-    except (OSError, ValueError, AttributeError):
-        pass
-    raise InputError(str(out / MANIFEST), "a manifest.json written by edgepipe build", "another document",
-                     "rebuild into this folder")
-
-
-def _copy_build(out: Path, staged: Path) -> None:
-    """The files of the build: those its manifest lists, the manifest and the report (not the page, not the lock)."""
-    names = [a["path"] for a in _listed(out) if a["path"] != PAGE] + [MANIFEST, REPORT]
-    for name in names:
-        source, dest = out / name, staged / name
-        if Path(name).is_absolute() or ".." in Path(name).parts or source.is_symlink() or not source.is_file():
-            raise InputError(str(source), "a file of the build, as its manifest lists", "no such regular file",
-                             "rebuild into this folder")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, dest)
 
 
 def _relist(staged: Path, out: Path) -> None:

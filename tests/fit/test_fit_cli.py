@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 from fit_helpers import SEARCH, fit
 from ci.helpers import EDGEPIPE
@@ -57,6 +59,36 @@ def test_the_output_is_a_build_plus_the_search(local_fit):
     assert set(doc["leanest"]) == {"ram", "flash", "latency"} and lean_ram <= shipped_ram
     assert not any(p.name.startswith(".") for p in out.iterdir())  # the search's state lives beside, not inside
     assert (state_dir_for(out) / "trials.jsonl").is_file()
+
+
+def test_what_ships_is_the_measured_trial_byte_for_byte(local_fit):
+    proc, out = local_fit
+    doc = _doc(out)
+    assert doc["published"] == {"trial": doc["shipped"]["trial"], "how": "copied"}
+    trial = next(t for t in doc["trials"] if t["number"] == doc["shipped"]["trial"])
+    measured = state_dir_for(out) / "trials" / Path(trial["out"]).name
+    for name in ("model.tflite", "model_data.cc", "manifest.json", "report.html"):
+        assert (out / name).read_bytes() == (measured / name).read_bytes(), name
+    report, original = (json.loads((folder / "report.json").read_text()) for folder in (out, measured))
+    assert report["checks"] == original["checks"] and report["created"] == original["created"]
+    assert {Path(a["path"]).parent for a in report["artifacts"].values()} == {out}
+
+
+def test_a_candidate_whose_trial_folder_is_gone_is_built_again(tmp_path, tight_targets, local_fit):
+    proc, reference = local_fit
+    out = tmp_path / "moved"
+    shutil.copytree(reference, out)
+    shutil.copytree(state_dir_for(reference), state_dir_for(out))  # the whole fit, moved elsewhere
+    shipped = _doc(reference)["shipped"]["trial"]
+    trial = next(t for t in _doc(reference)["trials"] if t["number"] == shipped)
+    shutil.rmtree(state_dir_for(out) / "trials" / Path(trial["out"]).name)
+    again = fit(tight_targets, out, *SEARCH)
+    assert again.returncode == proc.returncode, again.stderr
+    doc = _doc(out)
+    assert doc["resumed_trials"] == 8 and doc["published"] == {"trial": shipped, "how": "rebuilt"}
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == "passed" and report["prune"]["enabled"]
+    assert {Path(a["path"]).parent for a in report["artifacts"].values()} == {out}
 
 
 def test_a_budget_nothing_meets_exits_1_naming_the_nearest_miss(tmp_path, tight_targets):
