@@ -144,7 +144,8 @@ def finetune_here(student: keras.Model, teacher: keras.Model | None, train: Data
     xs, labels, sample, tasks, notes = _setup(student, train, tasks, ft.batch_size)
     targets = _teacher_targets(teacher, xs, tasks, ft.batch_size)
     plans = _plans(tasks, labels, targets, ft, teacher is not None, notes)
-    step = _train_step(student, plans, ft, {n: _is_probability(o) for n, o in sample.items()})
+    inference = _inference_mode(ft, plans)
+    step = _train_step(student, plans, ft, {n: _is_probability(o) for n, o in sample.items()}, inference)
     shapes = {n: o.shape for n, o in sample.items()}
     evaluator = _Evaluator(student, teacher, eval, plans, shapes, ft.batch_size) if eval is not None else None
     loop, rng = _Loop(student, evaluator), np.random.default_rng(ft.seed)
@@ -156,7 +157,8 @@ def finetune_here(student: keras.Model, teacher: keras.Model | None, train: Data
             on_epoch(epoch, to_jsonable(row))
         if loop.record(row, ft.patience):
             break
-    return loop.finish(ft, plans, label_free=not any(p.labels for p in plans))
+    used = ft.model_copy(update={"inference_mode": inference})  # the report says what was done, not "auto"
+    return loop.finish(used, plans, label_free=not any(p.labels for p in plans))
 
 
 def _setup(student: keras.Model, train: Data, tasks: Mapping[str, str] | None, batch_size: int):
@@ -338,8 +340,15 @@ def _plan(name: str, task: str, y, target, alpha: float, distill: bool, note: st
     return OutputPlan(name, task, kind, use_labels, lw, dw, scale, note)
 
 
-def _train_step(student, plans: tuple[OutputPlan, ...], ft: FinetuneSettings, probabilities: dict):
-    """One optimizer step; returns [loss, label, distill, accuracy, then label and distill per output]."""
+def _inference_mode(ft: FinetuneSettings, plans: tuple[OutputPlan, ...]) -> bool:
+    """Train in inference mode as set, else exactly when no output has labels (distillation alone)."""
+    return (not any(p.labels for p in plans)) if ft.inference_mode is None else ft.inference_mode
+
+
+def _train_step(student, plans: tuple[OutputPlan, ...], ft: FinetuneSettings, probabilities: dict,
+                inference: bool = False):
+    """One optimizer step; returns [loss, label, distill, accuracy, then label and distill per output].
+    ``inference``: BatchNormalization and Dropout run as in inference (see ``inference_mode``)."""
     import tensorflow as tf  # the GradientTape loop needs the TensorFlow backend
 
     optimizer = keras.optimizers.Adam(ft.learning_rate)
@@ -348,7 +357,7 @@ def _train_step(student, plans: tuple[OutputPlan, ...], ft: FinetuneSettings, pr
     @tf.function(reduce_retracing=True)
     def step(x, y, target):
         with tf.GradientTape() as tape:
-            out = named_outputs(student, student(x, training=True))
+            out = named_outputs(student, student(x, training=not inference))
             terms = [_terms(p, out[p.name], y.get(p.name), target.get(p.name), ft.temperature,
                             probabilities[p.name]) for p in plans]
             loss = sum(p.label_weight * t[0] + p.distill_weight * t[1] for p, t in zip(plans, terms))

@@ -48,6 +48,13 @@ class FinetuneSettings(_Strict):
         "Epochs without a lower eval error (labels, else agreement or error against the unpruned model) "
         "before training stops and the best weights are restored."))
     seed: int = Field(default=0, description="Random seed for shuffling.")
+    inference_mode: bool | None = Field(default=None, description=(
+        "Train with BatchNormalization and Dropout as they run on the device: moving statistics frozen "
+        "(gamma and beta still learn), no dropout. Distillation then matches the student to the teacher "
+        "exactly where they are compared; in training mode the batch statistics and dropout noise undo a "
+        "reconstructed start (MLPerf Tiny's DS-CNN at half its channels, label-free: 92.2 % agreement "
+        "after 12 epochs in training mode, 95.6 % in inference mode). null: on when no output has labels "
+        "(distillation alone), off with labels, where dropout regularises."))
 
 
 METRICS = ("macs", "size", "latency")

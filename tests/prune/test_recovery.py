@@ -71,3 +71,28 @@ def test_early_stopping_restores_the_best_weights(pruned, digits_model, digit_sp
 def test_without_teacher_only_labels_are_used(pruned, digit_split):
     result = finetune(_copy(pruned), None, digit_split[0], None, FinetuneSettings(epochs=1))
     assert result.history[0].distill_loss == 0.0 and result.best_epoch is None
+
+
+def _moving_statistics(model):
+    bn = model.get_layer("stem_bn")
+    return [np.array(bn.moving_mean), np.array(bn.moving_variance)]
+
+
+def test_label_free_distillation_trains_in_inference_mode(pruned, digits_model, digit_split):
+    """Without labels the student is matched to the teacher as both run on the device: BatchNormalization's
+    moving statistics stay as they were (training mode would replace them with batch statistics)."""
+    (x, _), _ = digit_split
+    student = _copy(pruned)
+    before = _moving_statistics(student)
+    result = finetune(student, digits_model, (x, None), None, FinetuneSettings(epochs=2))  # no restore
+    assert result.label_free and result.settings["inference_mode"] is True and result.history
+    for old, new in zip(before, _moving_statistics(student)):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_with_labels_training_mode_stays_the_default(pruned, digits_model, digit_split):
+    student = _copy(pruned)
+    before = _moving_statistics(student)
+    result = finetune(student, digits_model, digit_split[0], None, FinetuneSettings(epochs=1))
+    assert result.settings["inference_mode"] is False
+    assert not np.array_equal(before[0], _moving_statistics(student)[0])
