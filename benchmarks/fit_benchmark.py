@@ -2,16 +2,19 @@
 
 For each model (architectures edgepipe did not design, rebuilt in
 ``prune_models.py`` and trained briefly on scikit-learn's digits: the MLPerf
-Tiny keyword-spotting DS-CNN, Arriaga et al.'s mini-Xception, a Permute
-detector with a class and a box head), the benchmark
+Tiny keyword-spotting DS-CNN and image-classification ResNet-8, Arriaga et
+al.'s mini-Xception, a Permute detector with a class and a box head), the
+benchmark
 
 1. builds the model as it is for a Cortex-M4 board (the nRF52840 profile)
    and derives a board whose latency budget is ``--squeeze`` and RAM budget
    ``--ram-squeeze`` of what the model needs (so the unpruned model misses
    them), with an accuracy tolerance of 3 points (``MAX_DROP``);
 2. **grid**: builds uniform ``prune.ratio`` 0.1 … 0.8 (least-squares
-   reconstruction on, as fit may choose) and keeps the candidate that passes
-   every check with the least accuracy damage, else the nearest miss; with
+   reconstruction on, as fit may choose; with ``--grid-first`` each ratio
+   also with the first convolution pruned, as fit's ``first`` knob may) and
+   keeps the candidate that passes every check with the least accuracy
+   damage, else the nearest miss; with
    ``--finetune-epochs``, its ``--finetune-top`` ratios that meet every budget
    with the least damage are built again with that fine-tuning;
 3. **fit**: runs ``edgepipe fit`` with ``--trials`` candidates and the same
@@ -25,6 +28,7 @@ search. Both searches use the same builds (``edgepipe.api.build``) and the
 same stage cache, so the times compare the searches, not the tools.
 
     .venv/bin/python benchmarks/fit_benchmark.py                       # 3 models, 24 trials each
+    .venv/bin/python benchmarks/fit_benchmark.py --models resnet8 --trials 16 --finetune-epochs 5 --grid-first
     .venv/bin/python benchmarks/fit_benchmark.py --models dscnn --trials 12 --epochs 3   # smoke run
 """
 
@@ -104,32 +108,35 @@ def squeezed_board(config: Path, folder: Path, squeeze: float, ram_squeeze: floa
     return targets, {"ram_unpruned": ram, "latency_unpruned": latency, **budgets}
 
 
-def grid(config: Path, targets: Path, folder: Path, epochs: int, top: int) -> tuple[dict, float, int]:
+def grid(config: Path, targets: Path, folder: Path, epochs: int, top: int,
+         firsts: tuple[bool, ...] = (False,)) -> tuple[dict, float, int]:
     """(the uniform candidate that passes with the least damage, else the nearest miss; seconds; builds).
 
-    With fine-tuning, the ``top`` ratios that meet every budget with the least damage are built
-    again with ``epochs`` of it, as fit does with its best candidates, so both searches get the
-    same recovery."""
+    ``firsts``: the grid runs each ratio with the first convolution kept (the default) and, given
+    ``True`` too, pruned as well (``prune.prune_first``), so that fit's ``first`` knob is not an
+    advantage the grid lacks. With fine-tuning, the ``top`` candidates that meet every budget with
+    the least damage are built again with ``epochs`` of it, as fit does with its best candidates, so
+    both searches get the same recovery."""
     started = time.monotonic()
-    rows = [_uniform(config, targets, folder, ratio, 0) for ratio in GRID]
+    rows = [_uniform(config, targets, folder, ratio, 0, first) for first in firsts for ratio in GRID]
     within = sorted((r for r in rows if not any(b.over for b in r["score"].budgets)),
                     key=lambda r: r["score"].damage or 0.0)
     if epochs:
-        rows += [_uniform(config, targets, folder, r["ratio"], epochs) for r in within[:top]]
+        rows += [_uniform(config, targets, folder, r["ratio"], epochs, r["first"]) for r in within[:top]]
     feasible = [r for r in rows if r["score"].feasible]
     best = min(feasible, key=lambda r: r["score"].damage or 0.0) if feasible \
         else min(rows, key=lambda r: r["score"].excess())
     return best, time.monotonic() - started, len(rows)
 
 
-def _uniform(config: Path, targets: Path, folder: Path, ratio: float, epochs: int) -> dict:
-    prune = {"method": "channel", "ratio": ratio, "reconstruct": True}
+def _uniform(config: Path, targets: Path, folder: Path, ratio: float, epochs: int, first: bool = False) -> dict:
+    prune = {"method": "channel", "ratio": ratio, "reconstruct": True, "prune_first": first}
     if epochs:
         prune["finetune"] = {"epochs": epochs}
-    report = api.build("squeezed", config, out=folder / f"grid-{ratio}-{epochs}", overrides={"prune": prune},
-                       targets_dir=targets).report.to_dict()
-    label = f"uniform ratio {ratio}" + (f", fine-tune {epochs}" if epochs else "")
-    return {"settings": label, "ratio": ratio, "score": score_report(report), "report": report}
+    report = api.build("squeezed", config, out=folder / f"grid-{ratio}-{epochs}-{int(first)}",
+                       overrides={"prune": prune}, targets_dir=targets).report.to_dict()
+    label = f"uniform ratio {ratio}" + (", first conv too" if first else "") + (f", fine-tune {epochs}" if epochs else "")
+    return {"settings": label, "ratio": ratio, "first": first, "score": score_report(report), "report": report}
 
 
 def run_fit(config: Path, targets: Path, folder: Path, trials: int, epochs: int,
@@ -182,6 +189,9 @@ def main() -> None:
     parser.add_argument("--finetune-top", type=int, default=2)
     parser.add_argument("--squeeze", type=float, default=0.7, help="latency budget: this share of the unpruned's")
     parser.add_argument("--ram-squeeze", type=float, default=0.9, help="RAM budget: this share of the unpruned's")
+    parser.add_argument("--grid-first", action="store_true",
+                        help="the grid also prunes the first convolution (prune.prune_first), as fit may")
+    parser.add_argument("--searches", default="grid,fit", help="which searches to run: grid, fit or both")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="fit-bench-"))
     os.environ.setdefault("EDGEPIPE_CACHE_DIR", str(root / "cache"))
@@ -192,9 +202,14 @@ def main() -> None:
         targets, budgets = squeezed_board(config, folder, args.squeeze, args.ram_squeeze)
         print(f"{name}: unpruned RAM {budgets['ram_unpruned']} B, latency {budgets['latency_unpruned'] * 1e3:.1f} ms"
               f" on {BOARD}; board budgets RAM {budgets['ram']} B, latency {budgets['latency'] * 1e3:.1f} ms")
-        print(row("grid", *grid(config, targets, folder, args.finetune_epochs, args.finetune_top)), flush=True)
-        print(row("fit", *run_fit(config, targets, folder, args.trials, args.finetune_epochs, args.finetune_top)),
-              flush=True)
+        searches = args.searches.split(",")
+        if "grid" in searches:
+            firsts = (False, True) if args.grid_first else (False,)
+            print(row("grid", *grid(config, targets, folder, args.finetune_epochs, args.finetune_top, firsts)),
+                  flush=True)
+        if "fit" in searches:
+            print(row("fit", *run_fit(config, targets, folder, args.trials, args.finetune_epochs,
+                                      args.finetune_top)), flush=True)
 
 
 if __name__ == "__main__":
