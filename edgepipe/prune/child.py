@@ -33,6 +33,7 @@ from edgepipe.errors import EdgepipeError, InternalError
 
 EPOCH = "@@epoch "
 _TF_LOG = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages)")  # TensorFlow's own chatter on stderr
+_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)(: |$)")  # a traceback's "pkg.SomeError: message"
 LOAD_FAILED = 5
 #: Tests only: the child calls os.abort() before training, as a native crash would.
 ABORT_HOOK = "EDGEPIPE_TEST_FINETUNE_CHILD_ABORT"
@@ -124,9 +125,15 @@ def _run(folder: Path, on_epoch) -> tuple[int, str]:
 
 
 def _crash_error(code: int, stderr: str) -> InternalError:
-    """One line: how the child died (its last words on stderr), and the workaround for the known crash."""
-    how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+    """One line: how the child died (its last words on stderr), and the workaround for the known crash;
+    a Python error in the child is named by its exception line, not by what the traceback printed last."""
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not _TF_LOG.match(ln)]
+    raised = next((ln for ln in reversed(lines) if _EXCEPTION.match(ln)), None)
+    if code > 0 and raised:
+        return InternalError(f"fine-tuning failed: its child process raised {raised[:200]}; not a native crash: "
+                             "rerun (an edgepipe install changed while it ran fails this way), and report the "
+                             "message if it repeats")
+    how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
     if lines:
         how += f" ({lines[-1][:200]})"
     known = "TensorFlow's oneDNN kernels can crash in training on some SeparableConv2D+BatchNormalization models"
@@ -174,6 +181,8 @@ def main(folder: Path) -> int:
 
     if os.environ.get(ABORT_HOOK) == "1":
         os.abort()
+    if os.environ.get(ABORT_HOOK) == "raise":
+        raise RuntimeError("the test hook raised in the fine-tuning child")
     job = json.loads((folder / "job.json").read_text())
     try:
         student, teacher = _load(folder)

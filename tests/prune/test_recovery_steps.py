@@ -137,6 +137,22 @@ def test_a_native_crash_in_fine_tuning_is_an_internal_error_naming_the_workaroun
     assert "SIGABRT" in message and "TF_ENABLE_ONEDNN_OPTS=0" in message
 
 
+def test_an_error_raised_in_the_fine_tuning_child_is_named_by_its_exception(digits_model, digit_split,
+                                                                             monkeypatch):
+    """Not the oneDNN advice (that is for native crashes), and not the traceback's last line."""
+    from edgepipe.errors import InternalError
+    from edgepipe.prune import FinetuneSettings, finetune
+    from edgepipe.prune.child import ABORT_HOOK
+
+    monkeypatch.setenv(ABORT_HOOK, "raise")
+    student = prune_model(digits_model, PruneSettings(ratio=0.5)).model
+    with pytest.raises(InternalError) as caught:
+        finetune(student, digits_model, digit_split[0], None, FinetuneSettings(epochs=1))
+    message = str(caught.value)
+    assert "RuntimeError: the test hook raised in the fine-tuning child" in message and "\n" not in message
+    assert "ONEDNN" not in message
+
+
 def test_a_build_whose_fine_tuning_crashes_exits_3_in_one_line(tmp_path, tiny_model_path, data_npz, monkeypatch):
     from click.testing import CliRunner
     from ep_helpers import write_project
