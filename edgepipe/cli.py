@@ -261,7 +261,7 @@ def _input_overrides(model, rep_data, eval_data, train_data, val_data, task, sca
               help="Output folder (default <output>/<target>); with several targets, <out>/<target>.")
 @click.option("--prune-ratio", type=float, help="Channel-prune this fraction of every prunable group (0 <= r < 1).")
 @click.option("--prune-target", metavar="METRIC=FRACTION",
-              help="Channel-prune to keep this fraction of the original macs, size or latency (e.g. macs=0.5), "
+              help="Channel-prune to keep this fraction of the original macs, size, latency or ram (e.g. macs=0.5), "
                    "with per-group ratios chosen by measured sensitivity; not with --prune-ratio.")
 @click.option("--finetune-epochs", type=click.IntRange(1),
               help="Fine-tune the pruned model with distillation for up to this many epochs (needs train data).")

@@ -11,7 +11,9 @@ has measured so far:
 
 - the model as it is counts as ``keep`` 1.0 for every metric;
 - a family's candidates (one metric, with or without the first
-  convolution) give points (keep, use of the tightest budget);
+  convolution) give points (keep, use of the tightest budget); the
+  families whose metric aims at the most exceeded budget come first
+  (``ram`` for RAM, ``latency`` for latency or energy, ``size`` for flash);
 - between the largest keep that fits and the smallest above it that does
   not, the edge is interpolated; with no fitting point yet, it is
   extrapolated along the line through the two lowest misses, or from the
@@ -36,7 +38,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from edgepipe.fit.space import KEEP_MIN, KEEP_STEP, METRICS, Knobs
+from edgepipe.fit.space import KEEP_MIN, KEEP_STEP, METRIC_FOR_BUDGET, METRICS, Knobs
 
 
 def edge_candidates(records, baseline: Knobs, first_allowed: bool = True) -> list[Knobs]:
@@ -48,12 +50,19 @@ def edge_candidates(records, baseline: Knobs, first_allowed: bool = True) -> lis
     tried = {r.knobs for r in records}
     firsts = (False, True) if first_allowed else (False,)
     out = []
-    for metric in METRICS:
+    for metric in _metrics_by_binding(base.score):
         for first in firsts:
             knobs = _family_edge(scored, base, tried, Knobs(1.0, metric, True, baseline.per_channel, first=first))
             if knobs is not None:
                 out.append(knobs)
     return out
+
+
+def _metrics_by_binding(score) -> list[str]:
+    """Every metric, the one aimed at the model's most exceeded budget first (a batch has few edge slots)."""
+    binding = max(score.budgets, key=lambda b: b.ratio).name
+    first = METRIC_FOR_BUDGET.get(binding)
+    return ([first] if first else []) + [m for m in METRICS if m != first]
 
 
 def _family_edge(scored, base, tried: set, family: Knobs) -> Knobs | None:
@@ -103,7 +112,3 @@ def _on_grid(keep: float) -> float:
 
 def _tightest(score) -> float:
     return max(b.ratio for b in score.budgets)
-
-
-def _knobs(keep: float, metric: str, per_channel: bool) -> Knobs:
-    return Knobs(keep, metric, True, per_channel)

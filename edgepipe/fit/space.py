@@ -8,9 +8,11 @@ A candidate is a small set of knobs rather than one ratio per channel group:
   not have to learn dozens of ratios from a few dozen builds (NetAdapt and
   AMC search per layer with thousands of evaluations; a firmware team has
   minutes);
-- ``metric``: what ``keep`` counts: MACs, parameters (flash) or latency,
-  because which one buys the budget that binds depends on the model (RAM is
-  the largest activations, which MAC-heavy early layers also make);
+- ``metric``: what ``keep`` counts: MACs, parameters (flash), latency or
+  activation memory (``ram``: the layers' largest working sets), because
+  which one buys the budget that binds depends on the model (on MLPerf
+  Tiny's ResNet-8 the RAM peak is the stem's 32x32 activations, tied to the
+  first residual stack, which MAC and latency allocations leave alone);
 - ``reconstruct``: least-squares refit of the layers that read pruned
   channels (inputs only, no training);
 - ``first``: prune the first convolution too (``prune.prune_first``); it is
@@ -33,7 +35,9 @@ from dataclasses import asdict, dataclass
 
 from edgepipe.config.project import ProjectConfig, Removed
 
-METRICS = ("macs", "latency", "size")
+METRICS = ("macs", "latency", "size", "ram")
+#: The metric that lowers each budget most directly (the edge candidates try it first when that budget binds).
+METRIC_FOR_BUDGET = {"ram": "ram", "latency": "latency", "energy": "latency", "flash": "size"}
 #: keep is searched on this grid: coarser steps change nothing that rounding to channel multiples keeps.
 KEEP_STEP = 0.05
 KEEP_MIN = 0.2

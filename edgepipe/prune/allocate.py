@@ -23,7 +23,8 @@ of the original MACs, parameters or latency to keep), the allocator:
    a big early group are coarse, and without this the result would
    overshoot the target by up to one such step.
 
-Cost is counted as the target says: MACs, parameters, or for ``latency`` the
+Cost is counted as the target says: MACs, parameters, activation bytes
+(``ram``: :meth:`~edgepipe.prune.cost.CostModel.activations`), or for ``latency`` the
 seconds the target's own per-kernel latency model gives the narrowed layers
 (:mod:`edgepipe.prune.latency_cost`), so a depthwise layer or a first layer
 with one input channel is priced as the device runs it. The target profile
@@ -45,7 +46,8 @@ from edgepipe.prune.cost import CostModel
 from edgepipe.prune.sensitivity import RATIOS, GroupSensitivity, Point, measure
 
 EPSILON = 1e-12
-METRIC_UNITS = {"macs": "MACs", "size": "parameters", "latency": "MACs (latency proxy)"}
+METRIC_UNITS = {"macs": "MACs", "size": "parameters", "latency": "MACs (latency proxy)",
+                "ram": "activation bytes (8-norm of the layers' working sets)"}
 
 
 @dataclass(frozen=True)

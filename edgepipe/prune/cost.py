@@ -1,4 +1,4 @@
-"""MACs and parameters of a pruning decision, counted without rebuilding the model.
+"""MACs, parameters and activation bytes of a pruning decision, counted without rebuilding the model.
 
 The allocator tries hundreds of candidate decisions; rebuilding a Keras model
 for each would take minutes. A decision is a boolean per channel id
@@ -20,7 +20,11 @@ import numpy as np
 
 from edgepipe.prune.graph import DependencyGraph, TracedCall
 from edgepipe.prune.stats import call_macs
-from edgepipe.prune.walk import Call, iter_calls, leaf_layers
+from edgepipe.prune.walk import Call, elements, iter_calls, leaf_layers
+
+
+#: The norm a ``ram`` target takes over the calls' working sets: high enough to be the peak's business.
+RAM_NORM = 8
 
 
 def _with_width(shape: tuple, width: int) -> tuple:
@@ -75,11 +79,28 @@ class CostModel:
         """Parameters of the pruned model (one byte each once int8)."""
         return sum(self._layer_params(path, layer, keep_id) for path, layer in self._layers.items())
 
+    def working_sets(self, keep_id: np.ndarray) -> list[int]:
+        """Per call, its inputs' and outputs' elements: the bytes it needs live at once in int8."""
+        return [sum(map(elements, c.in_shapes)) + sum(map(elements, c.out_shapes)) for c in self.calls(keep_id)]
+
+    def activations(self, keep_id: np.ndarray) -> float:
+        """What a ``ram`` target counts: the soft maximum (the ``RAM_NORM``-norm) of the calls' working sets.
+
+        A microcontroller's arena is at least the largest working set and is usually set by it, but the
+        plain maximum does not move when several calls tie at the peak (a DS-CNN's every layer is 64
+        channels at 25x5) and pruning any one of them lowers nothing; the norm falls with each of them,
+        most with the largest, and equals the maximum when one call dominates."""
+        sets = np.asarray(self.working_sets(keep_id), dtype=np.float64)
+        top = float(sets.max()) if len(sets) else 0.0
+        return top * float(np.sum((sets / top) ** RAM_NORM)) ** (1.0 / RAM_NORM) if top else 0.0
+
     def measure(self, metric: str, keep_id: np.ndarray) -> float:
         """``latency``: the target's per-kernel estimate when a ``latency`` model was given, else MACs
-        (the proxy; the allocation's ``counted_as`` says which)."""
+        (the proxy; the allocation's ``counted_as`` says which); ``ram``: :meth:`activations`."""
         if metric == "size":
             return self.params(keep_id)
+        if metric == "ram":
+            return self.activations(keep_id)
         if metric == "latency" and self.latency is not None:
             return self.seconds(keep_id)
         return self.macs(keep_id)

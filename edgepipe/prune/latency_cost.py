@@ -28,7 +28,7 @@ from keras import layers as L
 from edgepipe.estimate.workload import OpWorkload
 from edgepipe.prune.rules import DEPTHWISES, SEPARABLES
 from edgepipe.prune.stats import CONVS, TRANSPOSED, call_macs
-from edgepipe.prune.walk import Call, is_graph_model, nodes_in_order, require_graph
+from edgepipe.prune.walk import Call, elements, is_graph_model, nodes_in_order, require_graph
 
 #: Layers the converter removes (inference-time no-ops).
 VANISH = (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D, L.GaussianNoise,
@@ -124,15 +124,11 @@ def workloads(calls: list[Call], fused: set[str] = frozenset()) -> list[OpWorklo
         if isinstance(call.op, VANISH) or call.path in fused or not call.out_shapes:
             continue
         for op, kernel, macs, exact, simd, patch, weights in _ops(call):
-            out = _elems(call.out_shapes[0])
-            acts = sum(_elems(s) for s in call.in_shapes) + out
+            out = elements(call.out_shapes[0])
+            acts = sum(elements(s) for s in call.in_shapes) + out
             loads.append(OpWorkload(len(loads), op, call.path, float(macs), acts + weights, "int8", exact, kernel,
                                     max(int(simd), 1), out, int(patch), int(weights), acts))
     return loads
-
-
-def _elems(shape: tuple) -> int:
-    return prod(d or 1 for d in shape[1:])
 
 
 def _ops(call: Call) -> list[tuple]:
@@ -140,13 +136,13 @@ def _ops(call: Call) -> list[tuple]:
     layer = call.op
     if isinstance(layer, (*CONVS, *TRANSPOSED, *DEPTHWISES, *SEPARABLES, L.Dense)):
         return [*_weighted(call), *_activation(call)]
-    out = _elems(call.out_shapes[0])
+    out = elements(call.out_shapes[0])
     width = call.out_shapes[0][-1] or 1
     if isinstance(layer, (L.MaxPooling1D, L.MaxPooling2D, L.AveragePooling1D, L.AveragePooling2D)):
         return [("POOL", "pool", out * prod(layer.pool_size), True, width, 0, 0)]
     if isinstance(layer, (L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalMaxPooling1D,
                           L.GlobalMaxPooling2D)):
-        return [("MEAN", "pool", _elems(call.in_shapes[0]), True, width, 0, 0)]
+        return [("MEAN", "pool", elements(call.in_shapes[0]), True, width, 0, 0)]
     if isinstance(layer, MERGES):
         return [(type(layer).__name__.upper(), "elementwise", 12.0 * out, False, width, 0, 0)] * max(
             len(call.in_shapes) - 1, 1)
@@ -169,7 +165,7 @@ def _weighted(call: Call) -> list[tuple]:
     """Convolutions (one op; a separable one is a depthwise and a 1x1) and Dense."""
     layer, macs = call.op, call_macs(call)
     (ins, outs) = call.in_shapes[0], call.out_shapes[0]
-    cin, cout, out = ins[-1] or 1, outs[-1] or 1, _elems(outs)
+    cin, cout, out = ins[-1] or 1, outs[-1] or 1, elements(outs)
     if isinstance(layer, L.Dense):
         return [("FULLY_CONNECTED", "fully_connected", macs, True, cin, 0, cin * cout + INT8_BIAS * cout)]
     taps = prod(layer.kernel_size)
@@ -196,6 +192,6 @@ def _activation(call: Call) -> list[tuple]:
     name = _activation_name(call.op)
     if name in ("", *FUSED_ACTIVATIONS):
         return []
-    out = _elems(call.out_shapes[0])
+    out = elements(call.out_shapes[0])
     return [("SOFTMAX" if name == "softmax" else name.upper(), "transcendental", 12.0 * out, False,
              call.out_shapes[0][-1] or 1, 0, 0)]

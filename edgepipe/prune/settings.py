@@ -57,7 +57,7 @@ class FinetuneSettings(_Strict):
         "(distillation alone), off with labels, where dropout regularises."))
 
 
-METRICS = ("macs", "size", "latency")
+METRICS = ("macs", "size", "latency", "ram")
 
 
 class PruneTarget(_Strict):
@@ -67,7 +67,10 @@ class PruneTarget(_Strict):
     ``size`` counts parameters (one byte each in int8); ``latency`` is the target
     profile's own latency estimate (its per-kernel cost model applied to the
     narrowed layers, as the device runs them), or MACs when pruning runs without
-    a profile; the report's ``counted_as`` says which. Exactly one metric is given.
+    a profile; the report's ``counted_as`` says which. ``ram`` counts activation
+    bytes: the soft maximum over layers of what each needs live at once (its
+    int8 inputs and outputs), which is what sets a microcontroller's arena
+    and which MACs or parameters may not touch. Exactly one metric is given.
     """
 
     macs: float | None = Field(default=None, description=(
@@ -78,8 +81,12 @@ class PruneTarget(_Strict):
         "Keep at most this fraction of the original latency, 0 < latency < 1, as the target profile's "
         "per-kernel latency model estimates it for the narrowed layers (MACs without a profile; the report "
         "says which)."))
+    ram: float | None = Field(default=None, description=(
+        "Keep at most this fraction of the original activation memory, 0 < ram < 1: the largest bytes one "
+        "layer needs live at once (its int8 inputs and outputs), counted as a soft maximum over layers so "
+        "that layers tied at the peak all count. The build then measures the real arena."))
 
-    @field_validator("macs", "size", "latency")
+    @field_validator("macs", "size", "latency", "ram")
     @classmethod
     def _fraction(cls, value: float | None, info) -> float | None:
         if value is not None and not 0.0 < value < 1.0:

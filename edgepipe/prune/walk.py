@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from math import prod
 
 import keras
 
@@ -62,6 +63,11 @@ class Call:
     op: object
     in_shapes: tuple[tuple, ...]
     out_shapes: tuple[tuple, ...]
+
+
+def elements(shape: tuple) -> int:
+    """Elements of one sample of a tensor of ``shape`` (the batch axis is left out; unknown axes count 1)."""
+    return prod(d or 1 for d in shape[1:])
 
 
 def iter_calls(model: keras.Model, prefix: str = "") -> Iterator[Call]:

@@ -212,3 +212,46 @@ def test_a_build_measures_sensitivity_on_representative_data_else_training_input
     assert sensitivity_inputs(NS(representative=rep, train=train)) == "rep"
     assert sensitivity_inputs(NS(representative=None, train=train)) == "train"
     assert sensitivity_inputs(NS(representative=None, train=None)) is None
+
+
+@pytest.fixture(scope="session")
+def wide_early():
+    """A 1x1 conv widening to 32 channels at 32x32 (few MACs, the activation peak) before expensive 8x8 convs."""
+    keras.utils.set_random_seed(9)
+    inputs = keras.Input((32, 32, 1))
+    x = L.Conv2D(8, 3, padding="same", name="stem")(inputs)
+    x = L.Conv2D(32, 1, activation="relu", name="wide")(x)
+    x = L.MaxPooling2D(4)(x)
+    x = L.Conv2D(64, 3, padding="same", activation="relu", name="heavy1")(x)
+    x = L.Conv2D(64, 3, padding="same", activation="relu", name="heavy2")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, L.Dense(10, name="head")(x)), _inputs((32, 32, 1))
+
+
+def _peak_working_set(model) -> int:
+    from edgepipe.prune.walk import elements, iter_calls
+
+    return max(sum(map(elements, c.in_shapes)) + sum(map(elements, c.out_shapes)) for c in iter_calls(model))
+
+
+def test_a_ram_target_narrows_the_activation_peak(wide_early):
+    model, x = wide_early
+    before = _peak_working_set(model)  # the wide conv: 8 + 32 channels at 32x32
+    by_ram = prune_model(model, PruneSettings.from_dict({"target": {"ram": 0.5}}), 4, data=x)
+    assert by_ram.allocation.metric == "ram" and "activation bytes" in by_ram.allocation.counted_as
+    assert by_ram.allocation.reached <= 0.5
+    assert _peak_working_set(by_ram.model) <= 0.5 * before
+    assert _group(by_ram, "wide")["effective_ratio"] >= 0.5
+    assert _group(by_ram, "heavy2")["effective_ratio"] == 0  # far from the peak: nothing to gain there
+
+
+def test_ram_counts_match_the_rebuilt_model(wide_early):
+    model, _ = wide_early
+    space = prune_space(model, PruneSettings(), 4)
+    kept = space.full()
+    wide = next(i for i, b in enumerate(space.blocks) if any(m.layer == "wide" and m.role == "out" for m in b.members))
+    kept[wide] = 12  # the peak's group loses 20 of its 32 channels
+    costs = CostModel(space.graph)
+    rebuilt, _ = space.build(kept)
+    assert max(costs.working_sets(space.keep_id(kept))) == _peak_working_set(rebuilt)
+    assert costs.measure("ram", space.keep_id(kept)) < costs.measure("ram", space.keep_id(space.full()))
