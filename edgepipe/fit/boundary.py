@@ -12,8 +12,9 @@ has measured so far:
 - the model as it is counts as ``keep`` 1.0 for every metric;
 - a family's candidates (one metric, with or without the first
   convolution) give points (keep, use of the tightest budget); the
-  families whose metric aims at the most exceeded budget come first
-  (``ram`` for RAM, ``latency`` for latency or energy, ``size`` for flash);
+  families whose metric aims at an exceeded budget come first, the most
+  exceeded first (``ram`` for RAM, ``latency`` for latency or energy,
+  ``size`` for flash);
 - between the largest keep that fits and the smallest above it that does
   not, the edge is interpolated; with no fitting point yet, it is
   extrapolated along the line through the two lowest misses, or from the
@@ -59,10 +60,11 @@ def edge_candidates(records, baseline: Knobs, first_allowed: bool = True) -> lis
 
 
 def _metrics_by_binding(score) -> list[str]:
-    """Every metric, the one aimed at the model's most exceeded budget first (a batch has few edge slots)."""
-    binding = max(score.budgets, key=lambda b: b.ratio).name
-    first = METRIC_FOR_BUDGET.get(binding)
-    return ([first] if first else []) + [m for m in METRICS if m != first]
+    """Every metric; first those aimed at the budgets the model exceeds, the most exceeded first
+    (a batch has few edge slots: the metric of a budget already met would only add damage)."""
+    over = sorted((b for b in score.budgets if b.ratio > 1.0), key=lambda b: -b.ratio)
+    aimed = list(dict.fromkeys(METRIC_FOR_BUDGET[b.name] for b in over if b.name in METRIC_FOR_BUDGET))
+    return aimed + [m for m in METRICS if m not in aimed]
 
 
 def _family_edge(scored, base, tried: set, family: Knobs) -> Knobs | None:

@@ -21,7 +21,7 @@ def _keeps(edges, metric, first=False):
 def test_from_the_model_alone_use_is_taken_to_fall_in_proportion_to_keep():
     edges = edge_candidates([_record(0, BASE, latency_use=1.43)], BASE)
     # 1 / 1.43 = 0.699: 0.65 is the largest keep on the grid predicted to fit, for every metric;
-    # latency is the budget that binds, so its metric comes first
+    # latency is the only budget exceeded, so its metric comes first
     assert [(k.metric, k.first, k.keep, k.reconstruct, k.per_channel) for k in edges] == [
         ("latency", False, 0.65, True, True), ("latency", True, 0.65, True, True), ("macs", False, 0.65, True, True),
         ("macs", True, 0.65, True, True), ("size", False, 0.65, True, True), ("size", True, 0.65, True, True),
@@ -33,7 +33,8 @@ def test_from_the_model_alone_use_is_taken_to_fall_in_proportion_to_keep():
 def test_the_tightest_budget_decides():
     edges = edge_candidates([_record(0, BASE, latency_use=1.1, ram_use=2.0)], BASE)
     assert _keeps(edges, "macs") == [0.5]
-    assert [k.metric for k in edges[:2]] == ["ram", "ram"]  # RAM binds: the ram families first
+    # both budgets are exceeded, RAM most: the ram families, then the latency ones, then the rest
+    assert [k.metric for k in edges] == ["ram", "ram", "latency", "latency", "macs", "macs", "size", "size"]
 
 
 def test_between_a_fit_and_a_miss_the_edge_is_interpolated():
