@@ -3,13 +3,16 @@
 Spawned, not forked: TensorFlow does not survive a fork. Each worker runs one
 item at a time, so when one dies (a signal, a native crash) the item it was
 running is known and named in :class:`~edgepipe.scale.errors.WorkerLost`; a
-fresh worker takes its place for the items still waiting.
+fresh worker takes its place for the items still waiting. A worker dies with
+the process that spawned it (Linux's parent-death signal), so a fit killed
+mid-search leaves no worker building a candidate nobody will read.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import signal
 import socket
 from collections import deque
 from multiprocessing import get_context
@@ -21,10 +24,26 @@ from edgepipe.scale.calls import (WORKER_ENV, describe_item, make_call, pack_err
 from edgepipe.scale.errors import WorkerLost
 
 OnDone = Callable[[int, Any], None]
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _worker_main(conn: Connection) -> None:
-    """A worker's life: stdout to stderr (the parent's stdout may carry one JSON document), then calls until told."""
+def _die_with(parent: int) -> None:
+    """Linux: be sent SIGTERM when ``parent`` dies (a killed fit or build), rather than finish a build
+    nobody will read and then fail to send it; a parent already gone ends this worker at once."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the broken pipe below still ends the worker quietly
+        pass
+    if os.getppid() != parent:
+        os._exit(0)
+
+
+def _worker_main(conn: Connection, parent: int) -> None:
+    """A worker's life: stdout to stderr (the parent's stdout may carry one JSON document), then calls until told
+    or until the parent is gone."""
+    _die_with(parent)
     os.dup2(2, 1)
     for key, value in WORKER_ENV.items():
         os.environ.setdefault(key, value)
@@ -42,7 +61,7 @@ def _worker_main(conn: Connection) -> None:
                 conn.send(("error", pack_error(exc)))
                 continue
             conn.send(run_call(call))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BrokenPipeError, ConnectionResetError):  # Ctrl-C, or nobody left to read it
         return
 
 
@@ -50,7 +69,7 @@ class _Worker:
     def __init__(self):
         ctx = get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child,), name="edgepipe-worker")
+        self.proc = ctx.Process(target=_worker_main, args=(child, os.getpid()), name="edgepipe-worker")
         self.proc.start()
         child.close()
 

@@ -160,3 +160,48 @@ def test_a_build_whose_worker_dies_is_exit_3_in_one_line_naming_the_target(tmp_p
     assert res.stderr.strip() == ("error: the worker running target rpi4 was lost (local process): "
                                   "killed by SIGKILL")
     assert one_json_document(res.stdout)["exit_code"] == 3
+
+
+def slow_square(args):
+    """Writes its worker's pid to ``path``, then takes ``seconds``."""
+    import time
+
+    path, seconds = args
+    with open(path, "w") as fh:
+        fh.write(str(os.getpid()))
+    time.sleep(seconds)
+    return seconds * seconds
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:  # a zombie is gone for our purpose
+        return fh.read().split(") ")[-1][0] != "Z"
+
+
+def test_a_worker_does_not_outlive_a_killed_caller(tmp_path):
+    """A fit killed mid-search must not leave its workers building candidates nobody will read."""
+    import time
+
+    pid_file = tmp_path / "worker.pid"
+    script = ("import sys; sys.path[:0] = %r\n"
+              "from edgepipe.scale import executor_for\n"
+              "from ci.test_scale import slow_square\n"
+              "with executor_for(None, workers=1) as ex:\n"
+              "    ex.map(slow_square, [(%r, 120)])\n") % (sys.path, str(pid_file))
+    caller = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline and caller.poll() is None, caller.stderr.read()
+        time.sleep(0.1)
+    worker = int(pid_file.read_text())
+    caller.kill()  # SIGKILL: the caller runs no cleanup at all
+    caller.wait()
+    deadline = time.monotonic() + 20
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(worker), "the worker outlived its caller"
+    assert b"Traceback" not in caller.stderr.read()
