@@ -122,33 +122,33 @@ def test_reconstruction_refits_convolutions_and_names_what_it_skips():
 # --- fine-tuning runs in a child process -----------------------------------------------------------------
 
 
-def test_a_native_crash_in_fine_tuning_is_an_internal_error_naming_the_workaround(digits_model, digit_split,
-                                                                                   monkeypatch):
-    from edgepipe.errors import EXIT_INTERNAL, InternalError
+def _child_failure(hook: str, digits_model, digit_split, monkeypatch):
+    """The InternalError of a fine-tuning whose child the test hook makes abort ("1") or raise ("raise")."""
+    from edgepipe.errors import InternalError
     from edgepipe.prune import FinetuneSettings, finetune
     from edgepipe.prune.child import ABORT_HOOK
 
-    monkeypatch.setenv(ABORT_HOOK, "1")
+    monkeypatch.setenv(ABORT_HOOK, hook)
     student = prune_model(digits_model, PruneSettings(ratio=0.5)).model
     with pytest.raises(InternalError) as caught:
         finetune(student, digits_model, digit_split[0], None, FinetuneSettings(epochs=1))
-    message = str(caught.value)
-    assert caught.value.exit_code == EXIT_INTERNAL and "\n" not in message
+    return caught.value
+
+
+def test_a_native_crash_in_fine_tuning_is_an_internal_error_naming_the_workaround(digits_model, digit_split,
+                                                                                   monkeypatch):
+    from edgepipe.errors import EXIT_INTERNAL
+
+    error = _child_failure("1", digits_model, digit_split, monkeypatch)
+    message = str(error)
+    assert error.exit_code == EXIT_INTERNAL and "\n" not in message
     assert "SIGABRT" in message and "TF_ENABLE_ONEDNN_OPTS=0" in message
 
 
 def test_an_error_raised_in_the_fine_tuning_child_is_named_by_its_exception(digits_model, digit_split,
                                                                              monkeypatch):
     """Not the oneDNN advice (that is for native crashes), and not the traceback's last line."""
-    from edgepipe.errors import InternalError
-    from edgepipe.prune import FinetuneSettings, finetune
-    from edgepipe.prune.child import ABORT_HOOK
-
-    monkeypatch.setenv(ABORT_HOOK, "raise")
-    student = prune_model(digits_model, PruneSettings(ratio=0.5)).model
-    with pytest.raises(InternalError) as caught:
-        finetune(student, digits_model, digit_split[0], None, FinetuneSettings(epochs=1))
-    message = str(caught.value)
+    message = str(_child_failure("raise", digits_model, digit_split, monkeypatch))
     assert "RuntimeError: the test hook raised in the fine-tuning child" in message and "\n" not in message
     assert "ONEDNN" not in message
 
