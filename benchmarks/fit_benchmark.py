@@ -29,6 +29,7 @@ same stage cache, so the times compare the searches, not the tools.
 
     .venv/bin/python benchmarks/fit_benchmark.py                       # 3 models, 24 trials each
     .venv/bin/python benchmarks/fit_benchmark.py --models resnet8 --trials 16 --finetune-epochs 5 --grid-first
+    .venv/bin/python benchmarks/fit_benchmark.py --models resnet8 --trials 16 --finetune-epochs 5 --grid-first --label-free
     .venv/bin/python benchmarks/fit_benchmark.py --models dscnn --trials 12 --epochs 3   # smoke run
 """
 
@@ -62,8 +63,12 @@ BOARD = "nrf52840"
 MAX_DROP = 3.0
 
 
-def prepare(name: str, folder: Path, epochs: int) -> Path:
-    """Train the model briefly on digits, save it with its data and an edgepipe.yaml; the config's path."""
+def prepare(name: str, folder: Path, epochs: int, labels: bool = True) -> Path:
+    """Train the model briefly on digits, save it with its data and an edgepipe.yaml; the config's path.
+
+    ``labels=False``: the project gets images only, as a user without a labelled set: recovery is
+    distillation alone and the accuracy check is agreement with the float model (the board's
+    ``min_agreement``, 100 - ``MAX_DROP``)."""
     import keras
     from sklearn.datasets import load_digits
 
@@ -82,7 +87,9 @@ def prepare(name: str, folder: Path, epochs: int) -> Path:
     arrays = {"x_calib": x[:200], "x_train": x[:1200], "x_eval": x[1200:]}
     config = {"model": "model.keras", "data": {"representative": {"path": "data.npz", "x": "x_calib"},
                                                "train": {"path": "data.npz", "x": "x_train"}}}
-    if boxes is None:
+    if boxes is None and not labels:
+        config["data"]["eval"] = {"path": "data.npz", "x": "x_eval"}
+    elif boxes is None:
         arrays.update(y_train=y[:1200], y_eval=y[1200:])
         config["data"]["train"]["y"] = "y_train"
         config["data"]["eval"] = {"path": "data.npz", "x": "x_eval", "y": "y_eval"}
@@ -191,6 +198,8 @@ def main() -> None:
     parser.add_argument("--ram-squeeze", type=float, default=0.9, help="RAM budget: this share of the unpruned's")
     parser.add_argument("--grid-first", action="store_true",
                         help="the grid also prunes the first convolution (prune.prune_first), as fit may")
+    parser.add_argument("--label-free", action="store_true",
+                        help="no labels in the project: distillation alone, agreement with the float model judged")
     parser.add_argument("--searches", default="grid,fit", help="which searches to run: grid, fit or both")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="fit-bench-"))
@@ -198,7 +207,7 @@ def main() -> None:
     for name in args.models.split(","):
         folder = root / name
         folder.mkdir()
-        config = prepare(name, folder, args.epochs)
+        config = prepare(name, folder, args.epochs, not args.label_free)
         targets, budgets = squeezed_board(config, folder, args.squeeze, args.ram_squeeze)
         print(f"{name}: unpruned RAM {budgets['ram_unpruned']} B, latency {budgets['latency_unpruned'] * 1e3:.1f} ms"
               f" on {BOARD}; board budgets RAM {budgets['ram']} B, latency {budgets['latency'] * 1e3:.1f} ms")
