@@ -212,7 +212,11 @@ def array_digest(*arrays: np.ndarray | None) -> str:
 
 @lru_cache(maxsize=1)
 def code_fingerprint() -> str:
-    """SHA-256 over edgepipe's own source files, so an edited stage never replays old output."""
+    """SHA-256 over edgepipe's own source files, so an edited stage never replays old output.
+
+    Read once per process: the code that runs is what this process imported, so its keys must not
+    change when a file is edited while it runs (a long fit would then miss its own entries and
+    ship a rebuilt candidate instead of the one it measured); each new process reads it anew."""
     root = Path(__file__).resolve().parent.parent
     h = hashlib.sha256()
     for f in sorted(root.rglob("*.py")):

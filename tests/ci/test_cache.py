@@ -133,3 +133,38 @@ def test_a_rebuild_with_nothing_changed_never_imports_tensorflow(project, tmp_pa
     first = {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir() if p.suffix in (".tflite", ".png")}
     again = {p.name: p.read_bytes() for p in (tmp_path / "b").iterdir() if p.suffix in (".tflite", ".png")}
     assert first == again and "model.tflite" in again, "files a replayed stage wrote are written again"
+
+
+_KEY_TWICE = """
+import sys
+from pathlib import Path
+from edgepipe.pipeline.cache import CacheSettings, StageCache
+cache = StageCache(CacheSettings(Path(sys.argv[1])))
+before = cache.key("s", 1)
+if len(sys.argv) > 2:  # a source file edited while this process runs
+    (Path(sys.argv[2]) / "edgepipe" / "errors.py").open("a").write("\\n# edited\\n")
+print(before, cache.key("s", 1))
+"""
+
+
+def test_keys_follow_the_code_a_process_runs_not_edits_made_while_it_runs(tmp_path):
+    """A long fit must find its own entries again even if a source file is edited meanwhile: the
+    code it runs is what it imported. A new process runs the edited code and gets new keys."""
+    import shutil
+
+    import edgepipe
+
+    copy = tmp_path / "src"
+    shutil.copytree(os.path.dirname(edgepipe.__file__), copy / "edgepipe",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "PYTHONPATH": str(copy)}
+
+    def keys(*edit) -> list[str]:
+        done = subprocess.run([sys.executable, "-c", _KEY_TWICE, str(tmp_path / "cache"), *edit],
+                              env=env, cwd=tmp_path, capture_output=True, text=True, check=True)
+        return done.stdout.split()
+
+    before, during = keys(str(copy))
+    assert before == during
+    after, _ = keys()
+    assert after != before
