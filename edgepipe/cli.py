@@ -19,6 +19,7 @@ import click
 
 from edgepipe import __version__
 from edgepipe.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EdgepipeError, InternalError
+from edgepipe.termination import EXIT_TERMINATED, Terminated, raise_on_sigterm
 
 
 class _Group(click.Group):
@@ -521,10 +522,12 @@ def main(args: list[str] | None = None) -> None:
     """Console-script entry point: every outcome is one of the contract's exit codes.
 
     0 passed, 1 a check failed, 2 bad usage or input, 3 internal error, 130 interrupted
-    (Ctrl-C). With ``--json``, a usage error click itself finds (a missing argument, an
-    unknown option) is one JSON document too.
+    (Ctrl-C), 143 terminated (SIGTERM: see :mod:`edgepipe.termination`). With ``--json``, a
+    usage error click itself finds (a missing argument, an unknown option) is one JSON
+    document too.
     """
     argv = sys.argv[1:] if args is None else list(args)
+    raise_on_sigterm()
     try:
         code = cli.main(argv, prog_name="edgepipe", standalone_mode=False)
     except click.ClickException as exc:
@@ -533,7 +536,10 @@ def main(args: list[str] | None = None) -> None:
         else:
             exc.show()
         sys.exit(exc.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, click.exceptions.Abort) as exc:  # click wraps a KeyboardInterrupt in Abort
+        if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated):
+            click.echo("error: terminated (SIGTERM)", err=True)
+            sys.exit(EXIT_TERMINATED)
         click.echo("error: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(code or 0)

@@ -13,7 +13,8 @@ the kernel, and the workers see their pipe close and exit.
 It also keeps Ctrl-C a Ctrl-C: TensorFlow turns a KeyboardInterrupt raised in
 its calibration callback into an ordinary error ("'NoneType' object is not
 callable"), which would read as a refused model (exit 2). If SIGINT arrived
-while the block ran, whatever the block raised leaves as KeyboardInterrupt (exit 130).
+while the block ran, whatever the block raised leaves as KeyboardInterrupt (exit 130);
+if SIGTERM did, as :class:`~edgepipe.termination.Terminated` (exit 143).
 """
 
 from __future__ import annotations
@@ -56,32 +57,35 @@ def give_up_after(seconds: float, what: str):
     timer = threading.Timer(seconds, expire)
     timer.daemon = True
     timer.start()
-    interrupted, previous = _watch_sigint()
+    interrupted, previous = _watch_signals()
     try:
         yield
     except Exception:
         if interrupted:
-            raise KeyboardInterrupt from None
+            raise interrupted[0] from None
         raise
     finally:
         timer.cancel()
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         os.close(out)
         os.close(err)
 
 
-def _watch_sigint() -> tuple[list, object]:
-    """([True] once SIGINT arrives, the handler to restore); the handler still raises KeyboardInterrupt.
+def _watch_signals() -> tuple[list, dict]:
+    """(the exception of each SIGINT or SIGTERM that arrived, the handlers to restore by signal); the
+    handlers still raise it: KeyboardInterrupt for SIGINT, Terminated for SIGTERM.
 
-    Only the main thread may set handlers: elsewhere nothing is watched (``([], None)``).
+    Only the main thread may set handlers: elsewhere nothing is watched (``([], {})``).
     """
+    from edgepipe.termination import Terminated
+
     seen: list = []
     if threading.current_thread() is not threading.main_thread():
-        return seen, None
+        return seen, {}
 
-    def on_sigint(signum, frame):
-        seen.append(True)
-        raise KeyboardInterrupt
+    def on_signal(signum, frame):
+        seen.append(Terminated if signum == signal.SIGTERM else KeyboardInterrupt)
+        raise seen[-1]
 
-    return seen, signal.signal(signal.SIGINT, on_sigint)
+    return seen, {number: signal.signal(number, on_signal) for number in (signal.SIGINT, signal.SIGTERM)}

@@ -5,7 +5,9 @@ item at a time, so when one dies (a signal, a native crash) the item it was
 running is known and named in :class:`~edgepipe.scale.errors.WorkerLost`; a
 fresh worker takes its place for the items still waiting. A worker dies with
 the process that spawned it (Linux's parent-death signal), so a fit killed
-mid-search leaves no worker building a candidate nobody will read.
+mid-search leaves no worker building a candidate nobody will read; that signal
+unwinds the worker (:mod:`edgepipe.termination`), so the children its build
+started (fine-tuning, interpreters) are killed with it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, Callable, Iterable
 from edgepipe.scale.calls import (WORKER_ENV, describe_item, make_call, pack_error, run_call, signal_name,
                                   unpack_error)
 from edgepipe.scale.errors import WorkerLost
+from edgepipe.termination import raise_on_sigterm
 
 OnDone = Callable[[int, Any], None]
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -43,6 +46,7 @@ def _die_with(parent: int) -> None:
 def _worker_main(conn: Connection, parent: int) -> None:
     """A worker's life: stdout to stderr (the parent's stdout may carry one JSON document), then calls until told
     or until the parent is gone."""
+    raise_on_sigterm()
     _die_with(parent)
     os.dup2(2, 1)
     for key, value in WORKER_ENV.items():
@@ -61,7 +65,7 @@ def _worker_main(conn: Connection, parent: int) -> None:
                 conn.send(("error", pack_error(exc)))
                 continue
             conn.send(run_call(call))
-    except (KeyboardInterrupt, BrokenPipeError, ConnectionResetError):  # Ctrl-C, or nobody left to read it
+    except (KeyboardInterrupt, BrokenPipeError, ConnectionResetError):  # Ctrl-C, SIGTERM, or nobody left to read it
         return
 
 

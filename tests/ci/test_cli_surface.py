@@ -121,8 +121,11 @@ def test_a_usage_error_click_finds_is_one_json_document_under_json():
     assert one_json_document(res.stdout) == {"status": "error", "exit_code": 2, "error": "Missing argument 'MODEL'."}
 
 
-def test_ctrl_c_exits_130_with_one_line_and_no_child_left(tmp_path):
-    """Interrupted is not "a check failed" (1): the shell's 128 + SIGINT; no worker outlives the build."""
+@pytest.mark.parametrize("signame, code, line", [("SIGINT", 130, "error: interrupted"),
+                                                  ("SIGTERM", 143, "error: terminated (SIGTERM)")])
+def test_ctrl_c_and_sigterm_exit_128_plus_the_signal_with_one_line_and_no_child_left(tmp_path, signame, code, line):
+    """Interrupted is not "a check failed" (1): the shell's 128 + SIGINT, or 128 + SIGTERM (a CI job past its
+    time limit, ``timeout``), reached by unwinding; no worker outlives the build."""
     import os
     import signal
     import subprocess
@@ -138,10 +141,11 @@ def test_ctrl_c_exits_130_with_one_line_and_no_child_left(tmp_path):
                             env=env)
     time.sleep(4)  # past start-up, inside a stage
     assert proc.poll() is None and _marked(mark), "the build is running (with its children)"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, signame))
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-2000:]
-    assert err.strip().splitlines()[-1] == "error: interrupted" and "Traceback" not in err
+    assert proc.returncode == code, err[-2000:]
+    assert err.strip().splitlines()[-1] == line and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
     time.sleep(1)
     assert _marked(mark) == [], "every child process ended with the build"
 

@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from ci.helpers import one_json_document, run_edgepipe
+from ci.helpers import EDGEPIPE, one_json_document, run_edgepipe
 from edgepipe.errors import InputError
 from edgepipe.scale import WorkerLost, executor_for
 
@@ -161,6 +161,42 @@ def test_a_build_whose_worker_dies_is_exit_3_in_one_line_naming_the_target(tmp_p
                                   "killed by SIGKILL")
     assert one_json_document(res.stdout)["exit_code"] == 3
 
+
+
+def sleeping_data():
+    """A representative-data loader that records its process (a build worker) and then takes minutes."""
+    import time
+
+    with open(os.environ["EP_TEST_PID_FILE"], "w") as fh:
+        fh.write(str(os.getpid()))
+    time.sleep(300)
+
+
+def test_sigterm_ends_a_build_in_one_line_with_143_and_takes_its_workers_along(tmp_path):
+    """A CI job past its time limit sends SIGTERM: edgepipe unwinds as on Ctrl-C (no traceback, no death
+    by signal, no output folder, no worker left building) and exits 128 + 15."""
+    import time
+
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    pid_file, out = tmp_path / "worker.pid", tmp_path / "out"
+    proc = subprocess.Popen([str(EDGEPIPE), "build", "--example", "digits", "-t", "rpi4", "-t", "esp32-s3",
+                             "--no-cache", "-o", str(out), "--rep-data", "ci.test_scale:sleeping_data"],
+                            env={**os.environ, "PYTHONPATH": tests, "EP_TEST_PID_FILE": str(pid_file)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    worker = int(pid_file.read_text())
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-2000:]
+    assert stderr.strip() == "error: terminated (SIGTERM)"
+    assert not out.exists()
+    deadline = time.monotonic() + 20
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(worker), "a worker outlived the terminated build"
 
 def slow_square(args):
     """Writes its worker's pid to ``path``, then takes ``seconds``."""
