@@ -36,7 +36,8 @@ def run(ctx: BuildContext) -> StageOutcome:
     if settings.method == "channel":
         # the target's latency model prices prune.target latency; channel_multiple rounds every width
         result = prune_model(original, settings, ctx.profile.accelerator.channel_multiple,
-                             data=sensitivity_inputs(ctx.inputs), profile=ctx.profile)
+                             data=sensitivity_inputs(ctx.inputs), profile=ctx.profile,
+                             reconstruct=_wants_reconstruction(ctx)[0])
     else:
         result = apply_mn_sparsity(original, settings)
     measure = _Measure(ctx, original)
@@ -112,13 +113,7 @@ def _reconstruct(ctx: BuildContext, result, original, x, judge) -> dict:
     from edgepipe.prune.gate import keep_if_better
     from edgepipe.prune.reconstruct import reconstruct
 
-    wanted = ctx.project.prune.reconstruct
-    train = ctx.inputs.train
-    if wanted is None:
-        wanted = train is None or not train.labels
-        why = "off by default when there is labelled training data (fine-tuning uses it)"
-    else:
-        why = "prune.reconstruct is false"
+    wanted, why = _wants_reconstruction(ctx)
     if not wanted or x is None:
         return {"done": False, "reason": why if not wanted else "no inputs to fit on"}
     done = []
@@ -129,6 +124,16 @@ def _reconstruct(ctx: BuildContext, result, original, x, judge) -> dict:
 
     decision = keep_if_better("reconstruction", result.model, judge, step)
     return {"done": decision.kept, **done[0].to_dict(), **_decided(decision)}
+
+
+def _wants_reconstruction(ctx: BuildContext) -> tuple[bool, str]:
+    """(whether the build refits the pruned model, and if not why): ``prune.reconstruct``, unset: on
+    when there is no labelled training data. The allocation of a ``prune.target`` reads it too."""
+    wanted = ctx.project.prune.reconstruct
+    if wanted is not None:
+        return wanted, "prune.reconstruct is false"
+    train = ctx.inputs.train
+    return train is None or not train.labels, "off by default when there is labelled training data (fine-tuning uses it)"
 
 
 def _decided(decision) -> dict:

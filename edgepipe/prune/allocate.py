@@ -88,13 +88,15 @@ def next_kept(units: int, kept: int, multiple: int) -> int:
     return (kept - 1) // multiple * multiple
 
 
-def allocate(space, target, data, *, profile=None, recalibrate: bool | None = None) -> Allocation:
+def allocate(space, target, data, *, profile=None, recalibrate: bool | None = None,
+             reconstruct: bool = False) -> Allocation:
     """Kept units per block of ``space`` (a ``channel.PruneSpace``) that reach ``target`` (a
     ``settings.PruneTarget``) by the greedy rule in this module's docstring.
 
     ``profile``: the resolved target profile whose latency model prices a ``latency`` target (none:
-    MACs). ``recalibrate``: passed to :func:`~edgepipe.prune.sensitivity.measure`."""
-    sensitivities, measured_on = measure(space, data, recalibrate=recalibrate)
+    MACs). ``recalibrate``, ``reconstruct``: passed to :func:`~edgepipe.prune.sensitivity.measure`
+    (``reconstruct``: the build will refit the pruned model, so damage is measured after the refit)."""
+    sensitivities, measured_on = measure(space, data, recalibrate=recalibrate, reconstruct=reconstruct)
     return choose(space, target.metric, target.fraction, sensitivities, measured_on,
                   latency=latency_model(space.model, target.metric, profile))
 

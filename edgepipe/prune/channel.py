@@ -91,7 +91,8 @@ def prune_space(model: keras.Model, settings: PruneSettings, channel_multiple: i
 
 
 def prune_model(
-    model: keras.Model, settings: PruneSettings, channel_multiple: int = 1, data=None, profile=None
+    model: keras.Model, settings: PruneSettings, channel_multiple: int = 1, data=None, profile=None,
+    reconstruct: bool = False,
 ) -> PruneResult:
     """Remove the least important channels of every group; return a new model.
 
@@ -102,7 +103,10 @@ def prune_model(
     on ``data`` (representative inputs; without them a weight-norm proxy, and
     the report says so). ``profile``, the target profile, prices a ``latency``
     target with the device's own kernel cost model (else MACs stand in for it).
-    The input model is not modified.
+    ``reconstruct``: the caller will refit the pruned model by least squares
+    (a build does without labelled training data), so the damage that guides a
+    target's allocation is measured after that refit too. The input model is
+    not modified.
     """
     space = prune_space(model, settings, channel_multiple)
     allocation = None
@@ -112,7 +116,7 @@ def prune_model(
     else:
         from edgepipe.prune.allocate import allocate
 
-        allocation = allocate(space, settings.target, data, profile=profile)
+        allocation = allocate(space, settings.target, data, profile=profile, reconstruct=reconstruct)
         kept = list(allocation.kept)
         ratios = [1.0 - k / u for k, u in zip(kept, space.full())]
     groups = decide(space, ratios, kept)

@@ -22,6 +22,16 @@ almost always does after channel removal). Without it a group that feeds a
 BatchNormalization looks worse than the build will leave it, by the stale
 statistics alone, and the allocator spares the wrong groups.
 
+**Least-squares reconstruction** likewise, when the build will run it
+(``reconstruct``; ``prune.reconstruct``, on by default without labelled
+training data): each trial's damage is then the lesser of before and after
+the refit, as the build keeps the refit only when it helps. Reconstruction
+changes which groups are cheap to prune. On MLPerf Tiny's ResNet-8 (trained on
+digits, label-free) uniform ratio 0.3 with reconstruction agrees 97.3 % with
+the original, while allocations from damage measured without it, reconstructed
+afterwards, agreed 70-80 % at similar latency: a group whose removed channels
+the next convolution can absorb looked as costly as one whose cannot.
+
 Without representative data the damage falls back to the share of the
 group's importance (weight norm) removed, a weaker proxy that cannot compare
 groups of different make-up; ``measured_on`` says which was used.
@@ -85,11 +95,12 @@ def widths(units: int, ratios: tuple[float, ...], multiple: int) -> list[int]:
     return [k for i, k in enumerate(counts) if k < units and k not in counts[:i]]
 
 
-def measure(space, data, ratios: tuple[float, ...] = RATIOS, *,
-            recalibrate: bool | None = None) -> tuple[list[GroupSensitivity], str]:
+def measure(space, data, ratios: tuple[float, ...] = RATIOS, *, recalibrate: bool | None = None,
+            reconstruct: bool = False) -> tuple[list[GroupSensitivity], str]:
     """Per prunable group of ``space`` (a ``channel.PruneSpace``), its damage at ``ratios``; and what
     the damage was measured on, in words. ``recalibrate``: re-measure BatchNormalization statistics of
-    each trial on ``data`` first (None: when the model has top-level BatchNormalization layers)."""
+    each trial on ``data`` first (None: when the model has top-level BatchNormalization layers);
+    ``reconstruct``: then refit by least squares, kept where it lowers the damage (as the build does)."""
     if data is None:
         return [_by_importance(space, i, ratios) for i in space.prunable], (
             "weights only (no representative data): damage = share of the group's importance removed")
@@ -104,13 +115,18 @@ def measure(space, data, ratios: tuple[float, ...] = RATIOS, *,
         for kept in widths(full[index], ratios, space.channel_multiple):
             decision = list(full)
             decision[index] = kept
-            model, _ = space.build(decision)
+            model, plans = space.build(decision)
             if recalibrate:
                 _recalibrate(model, x)
-            points.append(_compare(_predict(model, x), reference, 1.0 - kept / full[index]))
+            point = _compare(_predict(model, x), reference, 1.0 - kept / full[index])
+            if reconstruct:
+                point = min(point, _reconstructed(model, space.model, x, plans, reference, point.removed),
+                            key=lambda p: p.damage)
+            points.append(point)
         found.append(GroupSensitivity(index, tuple(points)))
-    how = ", each trial after re-measuring BatchNormalization statistics on them (as the build does)" \
-        if recalibrate else ""
+    steps = [s for s, on in (("re-measuring BatchNormalization statistics on them", recalibrate),
+                             ("least-squares reconstruction where it helps", reconstruct)) if on]
+    how = f", each trial after {' and '.join(steps)} (as the build does)" if steps else ""
     return found, (f"{len(x)} representative samples: damage = relative output error vs the unpruned model"
                    f"{how}")
 
@@ -126,6 +142,14 @@ def _recalibrate(model, x) -> None:
     from edgepipe.prune.recalibrate import recalibrate_batchnorm
 
     recalibrate_batchnorm(model, x, max_samples=SAMPLES)
+
+
+def _reconstructed(model, original, x, plans: dict, reference: dict, removed: float) -> Point:
+    """The trial's point after the least-squares refit (``model`` is refit in place: it is a throwaway)."""
+    from edgepipe.prune.reconstruct import reconstruct
+
+    reconstruct(model, original, x, {path: plan.kept_indices() for path, plan in plans.items()})
+    return _compare(_predict(model, x), reference, removed)
 
 
 def _predict(model, x) -> dict[str, np.ndarray]:

@@ -112,6 +112,43 @@ def test_near_dead_group_is_pruned_before_a_group_that_matters(two_branches):
     assert dead.ratio > alive.ratio, (dead, alive)
 
 
+
+@pytest.fixture(scope="session")
+def refittable_branch():
+    """Two branches of equal cost into a 1x1 conv. In 'copies' filters 4-7 are twice filters 0-3, so
+    when 0-3 go the next conv can take them back exactly by least squares (relu(2z) = 2 relu(z));
+    'plain' has independent filters. Both are scaled so that losing half of either, unrefit, shows."""
+    keras.utils.set_random_seed(7)
+    inputs = keras.Input((16, 16, 3))
+    x = L.Conv2D(8, 3, padding="same", name="stem")(inputs)
+    plain = L.Conv2D(8, 3, padding="same", activation="relu", name="plain")(x)
+    copies = L.Conv2D(8, 3, padding="same", activation="relu", name="copies")(x)
+    x = L.Conv2D(16, 1, name="mix")(L.Concatenate()([plain, copies]))
+    model = keras.Model(inputs, L.Dense(4, name="head")(L.GlobalAveragePooling2D()(x)))
+    kernel, bias = model.get_layer("copies").get_weights()
+    kernel[..., 4:], bias[4:] = 2 * kernel[..., :4], 2 * bias[:4]
+    model.get_layer("copies").set_weights([3 * kernel, 3 * bias])
+    return model, _inputs((16, 16, 3))
+
+
+def test_damage_is_measured_after_the_refit_the_build_will_run(refittable_branch):
+    """A build that reconstructs (label-free, by default) must price each group by the damage left
+    after the refit: half of 'copies' costs nothing then, though unrefit it looks worse than half of
+    'plain'. Priced without the refit, the allocation would cut the wrong branch."""
+    model, x = refittable_branch
+    settings = PruneSettings.from_dict({"target": {"macs": 0.8}, "exclude": ["stem", "mix", "head"]})
+    unrefit = prune_model(model, settings, 4, data=x)
+    refit = prune_model(model, settings, 4, data=x, reconstruct=True)
+    before = {g.owner: g for g in unrefit.allocation.groups}
+    after = {g.owner: g for g in refit.allocation.groups}
+    assert before["copies"].sensitivity[0].damage > before["plain"].sensitivity[0].damage
+    assert after["copies"].sensitivity[0].damage < 1e-3 < after["plain"].sensitivity[0].damage
+    assert (before["plain"].kept, before["copies"].kept) == (4, 8)
+    assert (after["plain"].kept, after["copies"].kept) == (8, 4)
+    assert refit.kept_indices["copies"]["out"] == (4, 5, 6, 7), "the doubled filters stay"
+    assert "least-squares reconstruction" in refit.allocation.measured_on
+    assert "least-squares" not in unrefit.allocation.measured_on
+
 def test_without_data_the_proxy_is_named(early_heavy):
     model, _ = early_heavy
     result = prune_model(model, PruneSettings.from_dict({"target": {"size": 0.6}}), 4)
