@@ -439,29 +439,38 @@ def recover(pruned, original: keras.Model, data, val, settings: PruneSettings, l
 def external_variants(model: keras.Model, data, val, args) -> list[Variant]:
     """Uniform ``--ratio``, then a MAC target and a latency target (the ``--device`` profile's cost model)
     at the MACs uniform reached, and that latency target again with the first conv free to prune (the
-    default excludes it); each recovered with and without labels. One sensitivity measurement
-    (BatchNormalization re-calibrated per trial, as a build does) serves the first two targets."""
+    default excludes it); each recovered with and without labels. The targets are allocated as a build
+    allocates them: from damage measured with BatchNormalization re-calibrated per trial, and for the
+    label-free rows (whose build reconstructs) after the least-squares refit too."""
     ft = {"epochs": args.finetune_epochs, "learning_rate": 1e-3, "batch_size": 64,
           "temperature": 4.0, "alpha": 0.5, "patience": 3}
     variants = [Variant("a float32", model, False), Variant("b int8 PTQ", model, True)]
     uniform = prune_model(model, PruneSettings(ratio=args.ratio, finetune=ft), args.channel_multiple)
-    macs = uniform.totals.macs_ratio
-    space = prune_space(model, PruneSettings(), args.channel_multiple)
-    sens, measured_on = sensitivity.measure(space, data[0][: args.calibration])
-    by_macs = choose(space, "macs", macs, sens, measured_on)
-    latency = latency_model(model, "latency", args.profile)
-    by_latency = latency_at_macs(space, sens, measured_on, latency, macs)
-    # the same latency target with the first conv free too (only the outputs frozen): does it take it?
-    free = prune_space(model, PruneSettings(exclude=output_layers(model)), args.channel_multiple)
-    by_latency_free = latency_at_macs(free, *sensitivity.measure(free, data[0][: args.calibration]), latency, macs)
     settings = PruneSettings(ratio=args.ratio, finetune=ft)  # only .finetune is read by finetune()
-    for tag, pruned in (("uniform", uniform), ("macs tgt", built(space, by_macs)),
-                        ("lat tgt", built(space, by_latency)), ("lat+1st", built(free, by_latency_free))):
+    space = prune_space(model, PruneSettings(), args.channel_multiple)
+    x, macs = data[0][: args.calibration], uniform.totals.macs_ratio
+    by_mode = {labels: [("uniform", uniform), *targeted(model, x, macs, args, reconstruct=not labels)]
+               for labels in (True, False)}
+    for row in range(len(by_mode[True])):
         for labels in (True, False):
+            tag, pruned = by_mode[labels][row]
             student, note = recover(pruned, model, data, val, settings, labels)
             note = f"{pruned_note(getattr(pruned, 'space', space), pruned)}; {note}"
             variants.append(Variant(f"{tag} {'labels' if labels else 'no lab'}", student, True, note))
     return variants
+
+
+def targeted(model: keras.Model, x: np.ndarray, macs: float, args, reconstruct: bool) -> list[tuple[str, object]]:
+    """(tag, pruned) of the MAC target, the latency target and the latency target with the first conv
+    free (only the outputs frozen), at ``macs``; damage measured after the refit when ``reconstruct``."""
+    space = prune_space(model, PruneSettings(), args.channel_multiple)
+    sens, measured_on = sensitivity.measure(space, x, reconstruct=reconstruct)
+    latency = latency_model(model, "latency", args.profile)
+    free = prune_space(model, PruneSettings(exclude=output_layers(model)), args.channel_multiple)
+    free_sens = sensitivity.measure(free, x, reconstruct=reconstruct)
+    return [("macs tgt", built(space, choose(space, "macs", macs, sens, measured_on))),
+            ("lat tgt", built(space, latency_at_macs(space, sens, measured_on, latency, macs))),
+            ("lat+1st", built(free, latency_at_macs(free, *free_sens, latency, macs)))]
 
 
 def latency_at_macs(space, sens, measured_on: str, latency, macs: float):
