@@ -75,6 +75,7 @@ from edgepipe.prune.channel import prune_space  # noqa: E402
 from edgepipe.prune.cost import CostModel  # noqa: E402
 from edgepipe.prune import PruneSettings, apply_mn_sparsity, finetune, prune_model  # noqa: E402
 from edgepipe.prune.recalibrate import recalibrate_batchnorm  # noqa: E402
+from edgepipe.prune.rebuild import kept_indices  # noqa: E402
 from edgepipe.prune.reconstruct import reconstruct  # noqa: E402
 from edgepipe.prune.recovery import agreement, predict_named  # noqa: E402
 from edgepipe.prune.stats import model_stats  # noqa: E402
@@ -492,7 +493,7 @@ def latency_at_macs(space, sens, measured_on: str, latency, macs: float):
 def built(space, allocation) -> SimpleNamespace:
     """What ``recover`` reads of a PruneResult (model, kept_indices), for an allocation made here."""
     model, plans = space.build(list(allocation.kept))
-    return SimpleNamespace(model=model, kept_indices={k: plan.kept_indices() for k, plan in plans.items()},
+    return SimpleNamespace(model=model, kept_indices=kept_indices(plans),
                            kept=list(allocation.kept), space=space)
 
 

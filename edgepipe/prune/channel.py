@@ -19,7 +19,7 @@ from edgepipe.errors import ConfigError
 from edgepipe.prune.graph import DependencyGraph
 from edgepipe.prune.group import Block, Group, partition
 from edgepipe.prune.importance import block_scores
-from edgepipe.prune.rebuild import plan_inputs, plan_layers, rebuild
+from edgepipe.prune.rebuild import kept_indices, plan_inputs, plan_layers, rebuild
 from edgepipe.prune.result import KeptLayer, PruneResult
 from edgepipe.prune.settings import PruneSettings, check_layer_names
 from edgepipe.prune.stats import compare, model_stats
@@ -134,7 +134,7 @@ def prune_model(
         kept_whole=tuple(KeptLayer(p, r) for p, r in space.graph.unknown.items()),
         notes=(*_unused_names(settings, groups), *rounding_notes(groups, channel_multiple),
                *(allocation.notes if allocation else ())),
-        kept_indices={path: plan.kept_indices() for path, plan in plans.items()},
+        kept_indices=kept_indices(plans),
         allocation=allocation,
     )
 

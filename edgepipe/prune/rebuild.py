@@ -40,6 +40,11 @@ class LayerPlan:
         return value
 
 
+
+def kept_indices(plans: dict[str, LayerPlan]) -> dict[str, dict[str, tuple[int, ...]]]:
+    """Per layer path, the original positions kept per channel vector (``PruneResult.kept_indices``)."""
+    return {path: plan.kept_indices() for path, plan in plans.items()}
+
 def plan_layers(graph: DependencyGraph, keep_id: np.ndarray) -> dict[str, LayerPlan]:
     """A plan for every layer whose weights or config change."""
     plans: dict[str, LayerPlan] = {}

@@ -146,9 +146,10 @@ def _recalibrate(model, x) -> None:
 
 def _reconstructed(model, original, x, plans: dict, reference: dict, removed: float) -> Point:
     """The trial's point after the least-squares refit (``model`` is refit in place: it is a throwaway)."""
+    from edgepipe.prune.rebuild import kept_indices
     from edgepipe.prune.reconstruct import reconstruct
 
-    reconstruct(model, original, x, {path: plan.kept_indices() for path, plan in plans.items()})
+    reconstruct(model, original, x, kept_indices(plans))
     return _compare(_predict(model, x), reference, removed)
 
 
